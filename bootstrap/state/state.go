@@ -1,0 +1,97 @@
+package state
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// StatusFile is the agent's status, relative to the root the agent runs against.
+const StatusFile = "var/lib/ksboot/status.json"
+
+// Status is /var/lib/ksboot/status.json: who the node is and how far it got. Later phases append
+// to Phases; a reboot reads it back to resume.
+type Status struct {
+	Version   string        `json:"version"`
+	Cluster   string        `json:"cluster"`
+	Node      string        `json:"node"`
+	Roles     []string      `json:"roles"`
+	Init      bool          `json:"init,omitempty"`
+	Addresses []string      `json:"addresses"`
+	Phase     string        `json:"phase"`
+	Phases    []PhaseRecord `json:"phases,omitempty"`
+	Error     string        `json:"error,omitempty"`
+	Updated   time.Time     `json:"updated"`
+}
+
+// PhaseRecord is the outcome of one phase run.
+type PhaseRecord struct {
+	Name     string    `json:"name"`
+	Started  time.Time `json:"started"`
+	Ended    time.Time `json:"ended,omitzero"`
+	Outcome  string    `json:"outcome"`
+	Duration string    `json:"duration,omitempty"`
+	Error    string    `json:"error,omitempty"`
+}
+
+// Read loads the status under root; a missing file returns (nil, nil).
+func Read(root string) (*Status, error) {
+	data, err := os.ReadFile(filepath.Join(root, StatusFile))
+	if os.IsNotExist(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading status: %w", err)
+	}
+	var s Status
+	if err := json.Unmarshal(data, &s); err != nil {
+		return nil, fmt.Errorf("reading status %s: %w", filepath.Join(root, StatusFile), err)
+	}
+	return &s, nil
+}
+
+// Write stores the status under root atomically with mode 0600 (it may name the cluster's
+// layout, and later the KubeSphere initial password).
+func Write(root string, s *Status) error {
+	data, err := json.MarshalIndent(s, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encoding status: %w", err)
+	}
+	return WriteFileAtomic(filepath.Join(root, StatusFile), append(data, '\n'), 0o600)
+}
+
+// WriteFileAtomic writes data to path through a temporary file in the same directory, synced and
+// renamed, so that readers and a crash never see half a file. Parent directories are created 0700.
+func WriteFileAtomic(path string, data []byte, mode os.FileMode) error {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("creating %s: %w", dir, err)
+	}
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*")
+	if err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	tmp := f.Name()
+	defer os.Remove(tmp) // no-op after the rename
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	if err := f.Chmod(mode); err != nil {
+		f.Close()
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	return nil
+}

@@ -1,0 +1,162 @@
+package cluster
+
+// APIVersion and Kind identify a ksboot cluster file. The group mirrors KubeKey's
+// kubekey.kubesphere.io/v1alpha2 Cluster so that KubeKey users recognise the shape.
+const (
+	APIVersion     = "ksboot.dev/v1alpha1"
+	Kind           = "Cluster"
+	NodeConfigKind = "NodeConfig"
+)
+
+// Role names as they appear in roleGroups and in a node's plan.
+const (
+	RoleEtcd         = "etcd"
+	RoleControlPlane = "control-plane"
+	RoleWorker       = "worker"
+)
+
+// Cluster is the whole cluster file: every host, how they find each other, and what runs on them.
+type Cluster struct {
+	APIVersion string   `yaml:"apiVersion"`
+	Kind       string   `yaml:"kind"`
+	Metadata   Metadata `yaml:"metadata"`
+	Spec       Spec     `yaml:"spec"`
+}
+
+// Metadata names the cluster. The name scopes mDNS discovery and the secrets directory.
+type Metadata struct {
+	Name string `yaml:"name"`
+}
+
+// Spec is the body of the cluster file. Field names follow KubeKey's where KubeKey has one.
+type Spec struct {
+	Hosts                []Host               `yaml:"hosts"`
+	RoleGroups           RoleGroups           `yaml:"roleGroups"`
+	ControlPlaneEndpoint ControlPlaneEndpoint `yaml:"controlPlaneEndpoint"`
+	Kubernetes           Kubernetes           `yaml:"kubernetes"`
+	Network              Network              `yaml:"network"`
+	Registry             Registry             `yaml:"registry"`
+	Storage              Storage              `yaml:"storage,omitempty"`
+	KubeSphere           KubeSphere           `yaml:"kubesphere"`
+	Discovery            Discovery            `yaml:"discovery"`
+	Users                []User               `yaml:"users,omitempty"`
+	NTP                  NTP                  `yaml:"ntp,omitempty"`
+	Artifacts            Artifacts            `yaml:"artifacts,omitempty"`
+	// Zone "cn" switches default download locations to mirrors reachable from mainland China,
+	// as KubeKey's KKZONE=cn does.
+	Zone string `yaml:"zone,omitempty"`
+}
+
+// Host is one machine. Unlike KubeKey there are no SSH fields: the machine configures itself
+// from its seed. Address is the static address in CIDR form; empty means DHCP.
+type Host struct {
+	Name    string   `yaml:"name"`
+	Address string   `yaml:"address,omitempty"`
+	Gateway string   `yaml:"gateway,omitempty"`
+	DNS     []string `yaml:"dns,omitempty"`
+	// MAC selects the network interface the static address goes on. Without it the first
+	// interface named by Interface (default eth0) is used.
+	MAC       string            `yaml:"mac,omitempty"`
+	Interface string            `yaml:"interface,omitempty"`
+	Arch      string            `yaml:"arch,omitempty"`
+	Labels    map[string]string `yaml:"labels,omitempty"`
+}
+
+// RoleGroups assigns hosts to roles by name, exactly like KubeKey's roleGroups.
+type RoleGroups struct {
+	Etcd         []string `yaml:"etcd"`
+	ControlPlane []string `yaml:"control-plane"`
+	Worker       []string `yaml:"worker"`
+}
+
+// ControlPlaneEndpoint is the address every node uses to reach the API server.
+type ControlPlaneEndpoint struct {
+	Domain  string `yaml:"domain"`
+	Address string `yaml:"address"`
+	Port    int    `yaml:"port"`
+}
+
+// Kubernetes selects the Kubernetes release and its main knobs.
+type Kubernetes struct {
+	Version                string   `yaml:"version"`
+	ClusterName            string   `yaml:"clusterName"`
+	ContainerManager       string   `yaml:"containerManager"`
+	ProxyMode              string   `yaml:"proxyMode"`
+	APIServerCertExtraSans []string `yaml:"apiserverCertExtraSans,omitempty"`
+	// ImageRepository overrides where kubeadm pulls control-plane images from.
+	ImageRepository string `yaml:"imageRepository,omitempty"`
+}
+
+// Network selects the CNI and the address ranges. Defaults are KubeKey's.
+type Network struct {
+	Plugin          string `yaml:"plugin"`
+	KubePodsCIDR    string `yaml:"kubePodsCIDR"`
+	KubeServiceCIDR string `yaml:"kubeServiceCIDR"`
+}
+
+// Registry configures where images come from, as in KubeKey.
+type Registry struct {
+	PrivateRegistry    string          `yaml:"privateRegistry,omitempty"`
+	NamespaceOverride  string          `yaml:"namespaceOverride,omitempty"`
+	RegistryMirrors    []string        `yaml:"registryMirrors,omitempty"`
+	InsecureRegistries []string        `yaml:"insecureRegistries,omitempty"`
+	Auths              map[string]Auth `yaml:"auths,omitempty"`
+}
+
+// Auth is a credential for one registry. It is secret: see Cluster.Redacted.
+type Auth struct {
+	Username string `yaml:"username,omitempty"`
+	Password string `yaml:"password,omitempty"`
+}
+
+// Storage chooses the default StorageClass. "openebs-hostpath" (the default) makes ksboot deploy
+// OpenEBS LocalPV; any other name means the operator provides that class and ksboot deploys none.
+type Storage struct {
+	DefaultClass string `yaml:"defaultClass,omitempty"`
+}
+
+// KubeSphere configures the KubeSphere deployment. Upstream suspended open-source downloads in
+// 2025, so where images and charts come from is configuration, not a constant.
+type KubeSphere struct {
+	Enabled bool   `yaml:"enabled"`
+	Version string `yaml:"version,omitempty"`
+	// ImageRegistry is the registry (and optional namespace) KubeSphere images are pulled from.
+	ImageRegistry string `yaml:"imageRegistry,omitempty"`
+	// InstallerImage is the ks-installer image for v3.x.
+	InstallerImage string `yaml:"installerImage,omitempty"`
+	// Chart is the ks-core chart for v4.x: a URL, or a path inside the offline bundle.
+	Chart string `yaml:"chart,omitempty"`
+	// Configuration is passed through: the ClusterConfiguration spec (v3) or chart values (v4).
+	Configuration map[string]any `yaml:"configuration,omitempty"`
+}
+
+// Discovery says how nodes find the control plane.
+type Discovery struct {
+	// Mode is "mdns" (default) or "static" (use controlPlaneEndpoint.address).
+	Mode string `yaml:"mode"`
+	// Interface restricts mDNS to one network interface.
+	Interface string `yaml:"interface,omitempty"`
+	// IPv6 enables mDNS over IPv6 as well.
+	IPv6 bool `yaml:"ipv6,omitempty"`
+}
+
+// User is an optional administrator account for SSH access to the nodes; never used by ksboot.
+type User struct {
+	Name              string   `yaml:"name"`
+	SSHAuthorizedKeys []string `yaml:"sshAuthorizedKeys"`
+	Sudo              bool     `yaml:"sudo,omitempty"`
+}
+
+// NTP configures time synchronisation on every node.
+type NTP struct {
+	Servers  []string `yaml:"servers,omitempty"`
+	Timezone string   `yaml:"timezone,omitempty"`
+}
+
+// Artifacts says where nodes get Kubernetes binaries and images from.
+type Artifacts struct {
+	// Mirror is a base URL laid out like the upstream release sites; empty means upstream.
+	Mirror string `yaml:"mirror,omitempty"`
+	// Bundle is a path on the node (or a volume label, "label:KSBUNDLE") holding an offline bundle.
+	Bundle string `yaml:"bundle,omitempty"`
+}

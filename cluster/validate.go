@@ -1,0 +1,370 @@
+package cluster
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"net/url"
+	"regexp"
+	"strings"
+)
+
+var (
+	dns1123Label     = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
+	dns1123Subdomain = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`)
+)
+
+// Validate checks a defaulted cluster and returns every error and warning at once, each located
+// by field path and (through src) line.
+func Validate(c *Cluster, src *Source) Problems {
+	v := validator{src: src}
+	v.run(c)
+	return v.ps
+}
+
+type validator struct {
+	src *Source
+	ps  Problems
+}
+
+func (v *validator) errorf(path, format string, args ...any) {
+	v.ps = append(v.ps, v.src.problem(path, false, format, args...))
+}
+
+func (v *validator) warnf(path, format string, args ...any) {
+	v.ps = append(v.ps, v.src.problem(path, true, format, args...))
+}
+
+func (v *validator) run(c *Cluster) {
+	if c.APIVersion != APIVersion {
+		v.errorf("apiVersion", "must be %s, not %q", APIVersion, c.APIVersion)
+	}
+	if c.Kind != Kind {
+		v.errorf("kind", "must be %s, not %q", Kind, c.Kind)
+	}
+	switch {
+	case c.Metadata.Name == "":
+		v.errorf("metadata.name", "a cluster name is required")
+	case !isLabel(c.Metadata.Name):
+		v.errorf("metadata.name", "%q must be a lowercase RFC 1123 label (a-z, 0-9, '-', at most 63 characters)", c.Metadata.Name)
+	}
+	hostNets := v.hosts(c)
+	v.roleGroups(c)
+	v.endpoint(c)
+	v.kubernetes(c)
+	v.network(c, hostNets)
+	v.registry(c)
+	v.kubesphere(c)
+	v.discovery(c)
+	v.users(c)
+	if z := c.Spec.Zone; z != "" && z != "cn" {
+		v.errorf("spec.zone", "must be empty or \"cn\", not %q", z)
+	}
+	if sc := c.Spec.Storage.DefaultClass; !dns1123Subdomain.MatchString(sc) {
+		v.errorf("spec.storage.defaultClass", "%q is not a valid StorageClass name", sc)
+	}
+}
+
+func isLabel(s string) bool { return len(s) <= 63 && dns1123Label.MatchString(s) }
+
+type hostNet struct {
+	path   string
+	prefix netip.Prefix
+}
+
+func (v *validator) hosts(c *Cluster) []hostNet {
+	if len(c.Spec.Hosts) == 0 {
+		v.errorf("spec.hosts", "at least one host is required")
+	}
+	names := map[string]string{}
+	addrs := map[netip.Addr]string{}
+	macs := map[string]string{}
+	var nets []hostNet
+	for i, h := range c.Spec.Hosts {
+		p := fmt.Sprintf("spec.hosts[%d]", i)
+		switch {
+		case h.Name == "":
+			v.errorf(p+".name", "a host name is required")
+		case !isLabel(h.Name):
+			v.errorf(p+".name", "%q must be a lowercase RFC 1123 hostname (a-z, 0-9, '-', at most 63 characters)", h.Name)
+		}
+		if prev, dup := names[h.Name]; dup && h.Name != "" {
+			v.errorf(p+".name", "duplicate host name %q (also %s)", h.Name, prev)
+		} else {
+			names[h.Name] = p
+		}
+		if h.Address != "" {
+			pfx, err := netip.ParsePrefix(h.Address)
+			switch {
+			case err != nil && isIP(h.Address):
+				v.errorf(p+".address", "%q needs a prefix length, e.g. %s/24", h.Address, h.Address)
+			case err != nil:
+				v.errorf(p+".address", "%q is not an address in CIDR form (e.g. 192.168.0.2/24)", h.Address)
+			default:
+				if prev, dup := addrs[pfx.Addr()]; dup {
+					v.errorf(p+".address", "duplicate address %s (also %s)", pfx.Addr(), prev)
+				}
+				addrs[pfx.Addr()] = p
+				nets = append(nets, hostNet{p + ".address", pfx.Masked()})
+				if h.Gateway != "" {
+					gw, err := netip.ParseAddr(h.Gateway)
+					switch {
+					case err != nil:
+						v.errorf(p+".gateway", "%q is not an IP address", h.Gateway)
+					case !pfx.Masked().Contains(gw):
+						v.warnf(p+".gateway", "%s is outside the host's network %s", gw, pfx.Masked())
+					}
+				}
+			}
+		} else if h.Gateway != "" || len(h.DNS) > 0 {
+			v.errorf(p+".address", "gateway and dns need a static address; without one the host uses DHCP")
+		}
+		for j, d := range h.DNS {
+			if !isIP(d) {
+				v.errorf(fmt.Sprintf("%s.dns[%d]", p, j), "%q is not an IP address", d)
+			}
+		}
+		if h.MAC != "" {
+			hw, err := net.ParseMAC(h.MAC)
+			if err != nil || len(hw) != 6 {
+				v.errorf(p+".mac", "%q is not a MAC address like 52:54:00:12:34:56", h.MAC)
+			} else {
+				m := hw.String()
+				if prev, dup := macs[m]; dup {
+					v.errorf(p+".mac", "duplicate MAC %s (also %s)", m, prev)
+				}
+				macs[m] = p
+			}
+		}
+		if h.Arch != "amd64" && h.Arch != "arm64" {
+			v.errorf(p+".arch", "must be amd64 or arm64, not %q", h.Arch)
+		}
+		if h.Address != "" && h.MAC == "" && h.Interface == DefaultInterface {
+			v.warnf(p+".address", "no mac or interface given: the static address goes on %s; set mac to be sure", DefaultInterface)
+		}
+	}
+	return nets
+}
+
+func isIP(s string) bool {
+	_, err := netip.ParseAddr(s)
+	return err == nil
+}
+
+func (v *validator) roleGroups(c *Cluster) {
+	g := c.Spec.RoleGroups
+	known := map[string]bool{}
+	for _, h := range c.Spec.Hosts {
+		known[h.Name] = true
+	}
+	inGroup := map[string]bool{}
+	check := func(group string, names []string) {
+		seen := map[string]bool{}
+		for i, n := range names {
+			p := fmt.Sprintf("spec.roleGroups.%s[%d]", group, i)
+			if !known[n] {
+				v.errorf(p, "%q is not a host in spec.hosts", n)
+			}
+			if seen[n] {
+				v.errorf(p, "%q is listed twice", n)
+			}
+			seen[n] = true
+			inGroup[n] = true
+		}
+	}
+	check(RoleEtcd, g.Etcd)
+	check(RoleControlPlane, g.ControlPlane)
+	check(RoleWorker, g.Worker)
+	if len(g.ControlPlane) == 0 {
+		v.errorf("spec.roleGroups.control-plane", "at least one control-plane host is required")
+	}
+	if len(g.Etcd) == 0 {
+		v.errorf("spec.roleGroups.etcd", "at least one etcd host is required")
+	} else if len(g.Etcd)%2 == 0 {
+		v.warnf("spec.roleGroups.etcd", "%d etcd members tolerate no more failures than %d; use an odd number", len(g.Etcd), len(g.Etcd)-1)
+	}
+	cps := map[string]bool{}
+	for _, n := range g.ControlPlane {
+		cps[n] = true
+	}
+	for i, n := range g.Etcd {
+		if known[n] && !cps[n] {
+			v.errorf(fmt.Sprintf("spec.roleGroups.etcd[%d]", i),
+				"%q is not a control-plane host: ksboot runs etcd stacked on the control planes (kubeadm)", n)
+		}
+	}
+	for i, h := range c.Spec.Hosts {
+		if h.Name != "" && !inGroup[h.Name] {
+			v.warnf(fmt.Sprintf("spec.hosts[%d].name", i), "host %q is in no role group and gets no seed role", h.Name)
+		}
+	}
+}
+
+func (v *validator) endpoint(c *Cluster) {
+	e := c.Spec.ControlPlaneEndpoint
+	if !dns1123Subdomain.MatchString(e.Domain) {
+		v.errorf("spec.controlPlaneEndpoint.domain", "%q is not a valid DNS name", e.Domain)
+	}
+	if e.Address != "" && !isIP(e.Address) {
+		v.errorf("spec.controlPlaneEndpoint.address", "%q is not an IP address", e.Address)
+	}
+	if e.Port < 1 || e.Port > 65535 {
+		v.errorf("spec.controlPlaneEndpoint.port", "%d is not a TCP port", e.Port)
+	}
+	if len(c.Spec.RoleGroups.ControlPlane) > 1 && e.Address == "" {
+		v.errorf("spec.controlPlaneEndpoint.address",
+			"%d control-plane hosts need a controlPlaneEndpoint address (a load balancer or VIP in front of them)",
+			len(c.Spec.RoleGroups.ControlPlane))
+	}
+}
+
+func (v *validator) kubernetes(c *Cluster) {
+	k := c.Spec.Kubernetes
+	if maj, minor, _, ok := parseVersion(k.Version); !ok {
+		v.errorf("spec.kubernetes.version", "%q is not a version like v1.37.2", k.Version)
+	} else if maj != 1 || minor < 24 {
+		v.errorf("spec.kubernetes.version", "%s is not supported: ksboot needs Kubernetes v1.24 or newer (containerd, no dockershim)", k.Version)
+	}
+	if !dns1123Subdomain.MatchString(k.ClusterName) {
+		v.errorf("spec.kubernetes.clusterName", "%q is not a valid DNS domain", k.ClusterName)
+	}
+	if k.ContainerManager != "containerd" {
+		v.errorf("spec.kubernetes.containerManager", "only containerd is supported, not %q", k.ContainerManager)
+	}
+	switch k.ProxyMode {
+	case "ipvs", "iptables", "nftables":
+	default:
+		v.errorf("spec.kubernetes.proxyMode", "must be ipvs, iptables or nftables, not %q", k.ProxyMode)
+	}
+	for i, san := range k.APIServerCertExtraSans {
+		if !isIP(san) && !dns1123Subdomain.MatchString(san) {
+			v.errorf(fmt.Sprintf("spec.kubernetes.apiserverCertExtraSans[%d]", i), "%q is neither an IP address nor a DNS name", san)
+		}
+	}
+}
+
+func (v *validator) network(c *Cluster, hosts []hostNet) {
+	n := c.Spec.Network
+	switch n.Plugin {
+	case "calico", "flannel", "none":
+	default:
+		v.errorf("spec.network.plugin", "must be calico, flannel or none, not %q", n.Plugin)
+	}
+	var nets []hostNet
+	for _, f := range []struct{ path, value string }{
+		{"spec.network.kubePodsCIDR", n.KubePodsCIDR},
+		{"spec.network.kubeServiceCIDR", n.KubeServiceCIDR},
+	} {
+		p, err := netip.ParsePrefix(f.value)
+		if err != nil {
+			v.errorf(f.path, "%q is not a CIDR like 10.233.64.0/18", f.value)
+			continue
+		}
+		if p != p.Masked() {
+			v.errorf(f.path, "%s has host bits set; did you mean %s?", p, p.Masked())
+			continue
+		}
+		nets = append(nets, hostNet{f.path, p})
+	}
+	if len(nets) == 2 && nets[0].prefix.Overlaps(nets[1].prefix) {
+		v.errorf(nets[1].path, "%s overlaps the pod network %s", nets[1].prefix, nets[0].prefix)
+	}
+	reported := map[netip.Prefix]bool{}
+	for _, h := range hosts {
+		for _, k := range nets {
+			if h.prefix.Overlaps(k.prefix) && !reported[h.prefix] {
+				reported[h.prefix] = true
+				v.errorf(h.path, "the host network %s overlaps %s (%s)", h.prefix, k.prefix, strings.TrimPrefix(k.path, "spec.network."))
+			}
+		}
+	}
+}
+
+func (v *validator) registry(c *Cluster) {
+	r := c.Spec.Registry
+	for i, m := range r.RegistryMirrors {
+		u, err := url.Parse(m)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			v.errorf(fmt.Sprintf("spec.registry.registryMirrors[%d]", i), "%q is not an http(s) URL", m)
+		}
+	}
+	for i, m := range r.InsecureRegistries {
+		if strings.Contains(m, "/") {
+			v.errorf(fmt.Sprintf("spec.registry.insecureRegistries[%d]", i), "%q must be host[:port], without scheme or path", m)
+		}
+	}
+	if m := c.Spec.Artifacts.Mirror; m != "" {
+		u, err := url.Parse(m)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			v.errorf("spec.artifacts.mirror", "%q is not an http(s) URL", m)
+		}
+	}
+}
+
+func (v *validator) kubesphere(c *Cluster) {
+	ks := c.Spec.KubeSphere
+	if !ks.Enabled {
+		return
+	}
+	maj, _, _, ok := parseVersion(ks.Version)
+	if !ok {
+		v.errorf("spec.kubesphere.version", "%q is not a version like v4.1.3", ks.Version)
+		return
+	}
+	if maj != 3 && maj != 4 {
+		v.errorf("spec.kubesphere.version", "ksboot installs KubeSphere v3.x or v4.x, not %s", ks.Version)
+		return
+	}
+	if _, _, _, kok := parseVersion(c.Spec.Kubernetes.Version); kok {
+		if ok, msg := CheckCompatibility(ks.Version, c.Spec.Kubernetes.Version); !ok {
+			v.warnf("spec.kubesphere.version", "%s", msg)
+		}
+	}
+	if ks.Chart != "" && maj == 3 {
+		v.warnf("spec.kubesphere.chart", "v3.x installs through ks-installer; the chart is used only for v4.x")
+	}
+}
+
+func (v *validator) discovery(c *Cluster) {
+	d := c.Spec.Discovery
+	switch d.Mode {
+	case DiscoveryMDNS:
+	case DiscoveryStatic:
+		if c.Spec.ControlPlaneEndpoint.Address == "" && (len(c.Spec.RoleGroups.ControlPlane) != 1 || !hostHasAddress(c, c.InitNode())) {
+			v.errorf("spec.discovery.mode", "static discovery needs controlPlaneEndpoint.address (or a single control plane with a static address)")
+		}
+	default:
+		v.errorf("spec.discovery.mode", "must be mdns or static, not %q", d.Mode)
+	}
+}
+
+func hostHasAddress(c *Cluster, name string) bool {
+	h, ok := c.Host(name)
+	return ok && h.Address != ""
+}
+
+func (v *validator) users(c *Cluster) {
+	for i, u := range c.Spec.Users {
+		p := fmt.Sprintf("spec.users[%d]", i)
+		if !regexp.MustCompile(`^[a-z_][a-z0-9_-]{0,31}$`).MatchString(u.Name) {
+			v.errorf(p+".name", "%q is not a valid Linux user name", u.Name)
+		}
+		if u.Name == "root" {
+			v.errorf(p+".name", "give root no keys here; add an administrator user with sudo instead")
+		}
+		for j, k := range u.SSHAuthorizedKeys {
+			if !looksLikeSSHKey(k) {
+				v.errorf(fmt.Sprintf("%s.sshAuthorizedKeys[%d]", p, j), "not an SSH public key (expected ssh-ed25519, ssh-rsa, ecdsa-sha2-…)")
+			}
+		}
+	}
+}
+
+func looksLikeSSHKey(k string) bool {
+	for _, prefix := range []string{"ssh-", "ecdsa-sha2-", "sk-"} {
+		if strings.HasPrefix(strings.TrimSpace(k), prefix) && len(strings.Fields(k)) >= 2 {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,98 @@
+package systemd
+
+import (
+	"fmt"
+	"strings"
+)
+
+// Paths shared by the unit, the seed and the agent.
+const (
+	UnitName       = "ksboot-bootstrap.service"
+	UnitPath       = "/etc/systemd/system/" + UnitName
+	AgentPath      = "/usr/local/bin/ksboot"
+	NodeConfigPath = "/etc/ksboot/node.yaml"
+	StateDir       = "/var/lib/ksboot"
+	CompleteMarker = StateDir + "/bootstrap.complete"
+	FailedMarker   = StateDir + "/bootstrap.failed"
+)
+
+// Unit is a systemd unit file as ordered sections of ordered directives. Order is kept because
+// humans read these files and because repeated keys (After=, Environment=) are meaningful.
+type Unit struct {
+	Sections []Section
+}
+
+// Section is one [Name] block.
+type Section struct {
+	Name       string
+	Directives []Directive
+	Comment    string
+}
+
+// Directive is one Key=Value line.
+type Directive struct {
+	Key, Value string
+}
+
+// String renders the unit in systemd's syntax.
+func (u Unit) String() string {
+	var b strings.Builder
+	for i, s := range u.Sections {
+		if i > 0 {
+			b.WriteString("\n")
+		}
+		if s.Comment != "" {
+			for _, line := range strings.Split(s.Comment, "\n") {
+				fmt.Fprintf(&b, "# %s\n", line)
+			}
+		}
+		fmt.Fprintf(&b, "[%s]\n", s.Name)
+		for _, d := range s.Directives {
+			fmt.Fprintf(&b, "%s=%s\n", d.Key, d.Value)
+		}
+	}
+	return b.String()
+}
+
+// BootstrapUnit is ksboot-bootstrap.service: the first-boot service that runs the node agent.
+//
+// It starts after the network is online and after cloud-final (the seed starts it with
+// --no-block from cloud-init's runcmd, so cloud-init never waits on it). It is enabled for
+// multi-user.target so that a reboot in the middle of bootstrapping resumes it, and the condition
+// on the completion marker makes it a no-op forever after success. Restart=on-failure retries a
+// failed phase; the agent itself lengthens the pause after repeated failures (systemd 252 on
+// Debian 12 has no RestartSteps=), so the unit keeps a short fixed RestartSec.
+func BootstrapUnit(clusterName string) Unit {
+	return Unit{Sections: []Section{
+		{
+			Comment: "Written by ksboot build-seed. Bootstraps this node into the Kubernetes cluster\n" +
+				"\"" + clusterName + "\"; status: ksboot agent status, logs: journalctl -u " + UnitName,
+			Name: "Unit",
+			Directives: []Directive{
+				{"Description", fmt.Sprintf("ksboot node bootstrap (join cluster %s)", clusterName)},
+				{"Wants", "network-online.target"},
+				{"After", "network-online.target cloud-final.service"},
+				{"ConditionPathExists", "!" + CompleteMarker},
+				{"ConditionPathExists", NodeConfigPath},
+				{"StartLimitIntervalSec", "0"},
+			},
+		},
+		{
+			Name: "Service",
+			Directives: []Directive{
+				{"Type", "exec"},
+				{"ExecStart", AgentPath + " agent run --config " + NodeConfigPath},
+				{"Restart", "on-failure"},
+				{"RestartSec", "30s"},
+				{"StandardOutput", "journal+console"},
+				{"StandardError", "journal+console"},
+				{"SyslogIdentifier", "ksboot"},
+				{"Environment", "HOME=/root"},
+			},
+		},
+		{
+			Name:       "Install",
+			Directives: []Directive{{"WantedBy", "multi-user.target"}},
+		},
+	}}
+}
