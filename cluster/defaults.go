@@ -8,15 +8,17 @@ const (
 	DefaultKubeSphereVersion = "v4.1.3"
 	DefaultClusterDomain     = "cluster.local"
 	DefaultContainerManager  = "containerd"
-	DefaultProxyMode         = "ipvs"
-	DefaultNetworkPlugin     = "calico"
-	DefaultPodsCIDR          = "10.233.64.0/18"
-	DefaultServiceCIDR       = "10.233.0.0/18"
-	DefaultEndpointDomain    = "lb.kubesphere.local"
-	DefaultAPIServerPort     = 6443
-	DefaultStorageClass      = "openebs-hostpath"
-	DefaultArch              = "amd64"
-	DefaultInterface         = "eth0"
+	// DefaultProxyMode is kube-proxy's own default. KubeKey defaults to ipvs, but kube-proxy
+	// deprecated ipvs in v1.35; set proxyMode: ipvs explicitly to keep it.
+	DefaultProxyMode      = "iptables"
+	DefaultNetworkPlugin  = "calico"
+	DefaultPodsCIDR       = "10.233.64.0/18"
+	DefaultServiceCIDR    = "10.233.0.0/18"
+	DefaultEndpointDomain = "lb.kubesphere.local"
+	DefaultAPIServerPort  = 6443
+	DefaultStorageClass   = "openebs-hostpath"
+	DefaultArch           = "amd64"
+	DefaultInterface      = "eth0"
 
 	DiscoveryMDNS   = "mdns"
 	DiscoveryStatic = "static"

@@ -197,6 +197,16 @@ func FromKubeKey(name string, data []byte) (*Cluster, []string, error) {
 	r := s.Registry
 	c.Spec.Registry = Registry{PrivateRegistry: r.PrivateRegistry, NamespaceOverride: r.NamespaceOverride,
 		RegistryMirrors: r.RegistryMirrors, InsecureRegistries: r.InsecureRegistries, Auths: r.Auths}
+	if r.PrivateRegistry != "" && r.NamespaceOverride == "" {
+		// KubeKey pushes images to <privateRegistry>/kubesphere/<name>; ksboot treats a private
+		// registry without an override as a path-for-path mirror, so keep KubeKey's layout.
+		c.Spec.Registry.NamespaceOverride = "kubesphere"
+		notes = append(notes, "registry.namespaceOverride: set to kubesphere, where KubeKey put the images in "+r.PrivateRegistry)
+	}
+	if k.ProxyMode == "" {
+		// KubeKey's default; kept so an imported cluster behaves as before.
+		c.Spec.Kubernetes.ProxyMode = "ipvs"
+	}
 	c.Spec.NTP = NTP{Servers: s.System.NTPServers, Timezone: s.System.Timezone}
 	for _, a := range s.Addons {
 		notes = append(notes, fmt.Sprintf("addons: %q not imported; install it after the cluster is up", a.Name))

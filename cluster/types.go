@@ -42,6 +42,7 @@ type Spec struct {
 	Users                []User               `yaml:"users,omitempty"`
 	NTP                  NTP                  `yaml:"ntp,omitempty"`
 	Artifacts            Artifacts            `yaml:"artifacts,omitempty"`
+	Preflight            Preflight            `yaml:"preflight,omitempty"`
 	// Zone "cn" switches default download locations to mirrors reachable from mainland China,
 	// as KubeKey's KKZONE=cn does.
 	Zone string `yaml:"zone,omitempty"`
@@ -159,4 +160,11 @@ type Artifacts struct {
 	Mirror string `yaml:"mirror,omitempty"`
 	// Bundle is a path on the node (or a volume label, "label:KSBUNDLE") holding an offline bundle.
 	Bundle string `yaml:"bundle,omitempty"`
+}
+
+// Preflight tunes the node checks the agent runs before changing anything.
+type Preflight struct {
+	// WarnOnly turns failures of the named checks into warnings (arch, cpu, memory, disk, os,
+	// time, nameserver, ports, hostname, cgroup, existing-runtime), e.g. for small test machines.
+	WarnOnly []string `yaml:"warnOnly,omitempty"`
 }

@@ -6,8 +6,12 @@ import (
 	"net/netip"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 )
+
+// PreflightChecks names the node checks of the agent's preflight phase, in the order they run.
+var PreflightChecks = []string{"arch", "cpu", "memory", "disk", "os", "time", "nameserver", "ports", "hostname", "cgroup", "existing-runtime"}
 
 var (
 	dns1123Label     = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
@@ -59,6 +63,11 @@ func (v *validator) run(c *Cluster) {
 	v.users(c)
 	if z := c.Spec.Zone; z != "" && z != "cn" {
 		v.errorf("spec.zone", "must be empty or \"cn\", not %q", z)
+	}
+	for i, name := range c.Spec.Preflight.WarnOnly {
+		if !slices.Contains(PreflightChecks, name) {
+			v.errorf(fmt.Sprintf("spec.preflight.warnOnly[%d]", i), "unknown check %q (checks: %s)", name, strings.Join(PreflightChecks, ", "))
+		}
 	}
 	if sc := c.Spec.Storage.DefaultClass; !dns1123Subdomain.MatchString(sc) {
 		v.errorf("spec.storage.defaultClass", "%q is not a valid StorageClass name", sc)
