@@ -9,6 +9,8 @@ import (
 const (
 	UnitName       = "ksboot-bootstrap.service"
 	UnitPath       = "/etc/systemd/system/" + UnitName
+	AnnounceName   = "ksboot-announce.service"
+	AnnouncePath   = "/etc/systemd/system/" + AnnounceName
 	AgentPath      = "/usr/local/bin/ksboot"
 	NodeConfigPath = "/etc/ksboot/node.yaml"
 	StateDir       = "/var/lib/ksboot"
@@ -88,6 +90,40 @@ func BootstrapUnit(clusterName string) Unit {
 				{"StandardError", "journal+console"},
 				{"SyslogIdentifier", "ksboot"},
 				{"Environment", "HOME=/root"},
+			},
+		},
+		{
+			Name:       "Install",
+			Directives: []Directive{{"WantedBy", "multi-user.target"}},
+		},
+	}}
+}
+
+// AnnounceUnit is ksboot-announce.service: it announces the node over mDNS (its phase from
+// status.json, and on control planes the API address) for as long as the machine runs. It is
+// separate from the bootstrap unit because the announcement must outlive bootstrapping: workers
+// booted months later find the control plane through it, and `ksboot watch` shows finished nodes.
+func AnnounceUnit(clusterName string) Unit {
+	return Unit{Sections: []Section{
+		{
+			Comment: "Written by ksboot build-seed. Announces this node of cluster \"" + clusterName + "\" on the local\n" +
+				"network (mDNS, _ksboot._tcp) so that other nodes and `ksboot watch` can see it.",
+			Name: "Unit",
+			Directives: []Directive{
+				{"Description", fmt.Sprintf("ksboot node announcement (cluster %s)", clusterName)},
+				{"Wants", "network-online.target"},
+				{"After", "network-online.target"},
+				{"ConditionPathExists", NodeConfigPath},
+			},
+		},
+		{
+			Name: "Service",
+			Directives: []Directive{
+				{"Type", "exec"},
+				{"ExecStart", AgentPath + " agent announce --config " + NodeConfigPath},
+				{"Restart", "always"},
+				{"RestartSec", "10s"},
+				{"SyslogIdentifier", "ksboot-announce"},
 			},
 		},
 		{
