@@ -7,7 +7,7 @@ LDFLAGS  := -s -w -X main.version=$(VERSION)
 TESTFLAGS ?= -race -timeout 40m
 STATICCHECK ?= $(shell command -v staticcheck 2>/dev/null || echo $(shell $(GO) env GOPATH)/bin/staticcheck)
 
-.PHONY: help build example test test-short verify bench fuzz e2e clean
+.PHONY: help build example test test-short verify bench fuzz e2e clean k8s-binaries
 
 help:
 	@echo "make build      build $(BIN)"
@@ -23,7 +23,13 @@ build:
 example: build
 	./$(BIN) build-seed -o seeds
 
-test:
+# Real Kubernetes binaries for the tests, built once from their Go modules and cached under
+# ~/.cache/ksboot (a few minutes the first time; tests that need them skip without them).
+K8S_VERSION ?= v1.37.2
+k8s-binaries:
+	./hack/build-k8s.sh $(K8S_VERSION) kubeadm kube-apiserver etcd
+
+test: k8s-binaries
 	$(GO) test $(TESTFLAGS) ./...
 
 test-short:
@@ -39,7 +45,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime 60s ./cluster/
 
 bench:
-	$(GO) test -run '^$$' -bench . -benchtime 3x -benchmem -timeout 30m ./... | awk -f hack/bench-summary.awk
+	bash -o pipefail -c "$(GO) test -run '^$$' -bench . -benchtime 3x -benchmem -timeout 30m ./... | awk -f hack/bench-summary.awk"
 
 clean:
 	rm -rf bin seeds

@@ -14,16 +14,23 @@ const StatusFile = "var/lib/ksboot/status.json"
 // Status is /var/lib/ksboot/status.json: who the node is and how far it got. Later phases append
 // to Phases; a reboot reads it back to resume.
 type Status struct {
-	Version   string        `json:"version"`
-	Cluster   string        `json:"cluster"`
-	Node      string        `json:"node"`
-	Roles     []string      `json:"roles"`
-	Init      bool          `json:"init,omitempty"`
-	Addresses []string      `json:"addresses"`
-	Phase     string        `json:"phase"`
-	Phases    []PhaseRecord `json:"phases,omitempty"`
-	Error     string        `json:"error,omitempty"`
-	Updated   time.Time     `json:"updated"`
+	Version   string   `json:"version"`
+	Cluster   string   `json:"cluster"`
+	Node      string   `json:"node"`
+	Roles     []string `json:"roles"`
+	Init      bool     `json:"init,omitempty"`
+	Addresses []string `json:"addresses"`
+	Phase     string   `json:"phase"`
+	// Endpoint is the verified API server address the discover phase chose; Existing records
+	// that the init node found its cluster already running (so it joined instead). Both survive a
+	// reboot so the kubeadm phase can resume without discovering again.
+	Endpoint string `json:"endpoint,omitempty"`
+	Existing bool   `json:"existing,omitempty"`
+	// Banner is the KubeSphere welcome text once the kubesphere phase has finished.
+	Banner  string        `json:"banner,omitempty"`
+	Phases  []PhaseRecord `json:"phases,omitempty"`
+	Error   string        `json:"error,omitempty"`
+	Updated time.Time     `json:"updated"`
 }
 
 // PhaseRecord is the outcome of one phase run.

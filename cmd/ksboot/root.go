@@ -95,6 +95,8 @@ and KubeSphere. No SSH, no central machine.`,
 		newValidateCmd(s),
 		newBuildSeedCmd(s),
 		newServeCmd(s),
+		newDiscoverCmd(s),
+		newWatchCmd(s),
 		newAgentCmd(s),
 		newVersionCmd(s),
 	)

@@ -1,0 +1,159 @@
+package addons
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"time"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/client-go/rest"
+
+	"github.com/ksboot/ksboot/bootstrap/addons/kube"
+	"github.com/ksboot/ksboot/cluster"
+)
+
+// Defaults of Options.
+const (
+	// DefaultNodeTimeout bounds the wait for every node to be Ready. Workers boot in parallel
+	// with the init node but install their runtime and pull images themselves, and the last
+	// control planes join one at a time.
+	DefaultNodeTimeout = 30 * time.Minute
+	// DefaultInterval is how often waits look again.
+	DefaultInterval = 5 * time.Second
+)
+
+// Component files of Render.
+const (
+	CNIFile     = "cni.yaml"
+	StorageFile = "storage.yaml"
+)
+
+// Options configure the addons step.
+type Options struct {
+	// Cluster is the defaulted, validated cluster file (the node config's cluster).
+	Cluster *cluster.Cluster
+	// CalicoSource is where the Calico manifest comes from; nil means HTTPSource with
+	// spec.artifacts.mirror (upstream when empty). The agent passes a DirSource for an
+	// offline bundle.
+	CalicoSource ManifestSource
+	// CalicoArtifact overrides CalicoManifest (tests use a small fake manifest).
+	CalicoArtifact *Artifact
+	// NodeTimeout bounds the node Ready wait; zero means DefaultNodeTimeout.
+	NodeTimeout time.Duration
+	// Interval is the polling interval of waits; zero means DefaultInterval.
+	Interval time.Duration
+	// Logger receives progress; nil discards it.
+	Logger *slog.Logger
+}
+
+func (o Options) withDefaults() Options {
+	if o.CalicoSource == nil {
+		o.CalicoSource = HTTPSource{Mirror: o.Cluster.Spec.Artifacts.Mirror}
+	}
+	if o.CalicoArtifact == nil {
+		a := CalicoManifest
+		o.CalicoArtifact = &a
+	}
+	if o.NodeTimeout == 0 {
+		o.NodeTimeout = DefaultNodeTimeout
+	}
+	if o.Interval == 0 {
+		o.Interval = DefaultInterval
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	return o
+}
+
+// Component is one group of objects, rendered to one file.
+type Component struct {
+	// Name is "cni" or "storage".
+	Name string
+	// File is the file name Render writes.
+	File string
+	// Objects are in apply order; empty when the cluster wants none (network plugin "none",
+	// or a default StorageClass the operator provides).
+	Objects []*unstructured.Unstructured
+}
+
+// Manifests builds the objects of the step: the CNI the cluster file selects and the default
+// storage.
+func Manifests(ctx context.Context, o Options) ([]Component, error) {
+	o = o.withDefaults()
+	c := o.Cluster
+	cni := Component{Name: "cni", File: CNIFile}
+	var err error
+	switch c.Spec.Network.Plugin {
+	case "flannel":
+		cni.Objects, err = Flannel(c)
+	case "calico":
+		cni.Objects, err = Calico(ctx, c, o.CalicoSource, *o.CalicoArtifact)
+	case "none":
+		// The operator installs a CNI; nodes stay NotReady until they do.
+	default:
+		err = fmt.Errorf("unknown network plugin %q (want calico, flannel or none)", c.Spec.Network.Plugin)
+	}
+	if err != nil {
+		return nil, err
+	}
+	storage := Component{Name: "storage", File: StorageFile}
+	if storage.Objects, err = OpenEBS(c); err != nil {
+		return nil, err
+	}
+	return []Component{cni, storage}, nil
+}
+
+// Render writes every component to dir as YAML, one file each (cni.yaml, storage.yaml), for
+// `ksboot agent run --dry-run`; it needs no cluster. A component with no objects is written as
+// an empty file, so the directory always shows what the step would do. It returns the paths.
+func Render(ctx context.Context, dir string, o Options) ([]string, error) {
+	comps, err := Manifests(ctx, o)
+	if err != nil {
+		return nil, err
+	}
+	var paths []string
+	for _, comp := range comps {
+		data, err := kube.MarshalYAML(comp.Objects)
+		if err != nil {
+			return nil, err
+		}
+		p := filepath.Join(dir, comp.File)
+		if err := kube.WriteFile(p, data, 0o644); err != nil {
+			return nil, err
+		}
+		paths = append(paths, p)
+	}
+	return paths, nil
+}
+
+// Run is the addons step on the init node: apply the CNI and the default storage by
+// server-side apply, then label the nodes and wait until every node is Ready. Running it again
+// on a finished cluster changes nothing.
+func Run(ctx context.Context, cfg *rest.Config, o Options) error {
+	o = o.withDefaults()
+	kc, err := kube.New(cfg)
+	if err != nil {
+		return err
+	}
+	comps, err := Manifests(ctx, o)
+	if err != nil {
+		return err
+	}
+	for _, comp := range comps {
+		if len(comp.Objects) == 0 {
+			o.Logger.InfoContext(ctx, "nothing to apply", "component", comp.Name)
+			continue
+		}
+		o.Logger.InfoContext(ctx, "applying", "component", comp.Name, "objects", len(comp.Objects))
+		if err := kc.Apply(ctx, comp.Objects); err != nil {
+			return err
+		}
+	}
+	return WaitNodesReady(ctx, kc.Clientset, o.Cluster, o.Interval, o.NodeTimeout, func(r NodeReport) {
+		o.Logger.InfoContext(ctx, "waiting for nodes", "state", r.String())
+	})
+}

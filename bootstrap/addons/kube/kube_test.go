@@ -1,0 +1,216 @@
+package kube
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+)
+
+func TestPodProblem(t *testing.T) {
+	base := func() *corev1.Pod {
+		return &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: "ns"},
+			Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "docker.io/kubesphere/ks-installer:v3.4.1"}}},
+		}
+	}
+	for _, tc := range []struct {
+		name   string
+		mutate func(*corev1.Pod)
+		want   string // "" means no problem
+	}{
+		{"ready", func(p *corev1.Pod) {
+			p.Spec.NodeName = "n"
+			p.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}}
+		}, ""},
+		{"succeeded", func(p *corev1.Pod) { p.Status.Phase = corev1.PodSucceeded }, ""},
+		{"never scheduled", nil, "pod ns/p: Pending (not scheduled to any node yet; is kube-scheduler running?)"},
+		{"unschedulable", func(p *corev1.Pod) {
+			p.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodScheduled, Status: corev1.ConditionFalse, Reason: "Unschedulable", Message: "0/1 nodes are available"}}
+		}, "pod ns/p: Unschedulable (0/1 nodes are available)"},
+		{"image pull", func(p *corev1.Pod) {
+			p.Spec.NodeName = "n"
+			p.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: "c", Image: "resolved", State: corev1.ContainerState{
+				Waiting: &corev1.ContainerStateWaiting{Reason: "ImagePullBackOff", Message: "Back-off pulling image"},
+			}}}
+		}, "pod ns/p: ImagePullBackOff docker.io/kubesphere/ks-installer:v3.4.1 (Back-off pulling image)"},
+		{"init container crash", func(p *corev1.Pod) {
+			p.Spec.NodeName = "n"
+			p.Spec.InitContainers = []corev1.Container{{Name: "init", Image: "x"}}
+			p.Status.InitContainerStatuses = []corev1.ContainerStatus{{Name: "init", State: corev1.ContainerState{
+				Waiting: &corev1.ContainerStateWaiting{Reason: "CrashLoopBackOff", Message: "back-off 5m0s"},
+			}}}
+		}, "pod ns/p: CrashLoopBackOff (container init: back-off 5m0s)"},
+		{"exited", func(p *corev1.Pod) {
+			p.Spec.NodeName = "n"
+			p.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: "c", State: corev1.ContainerState{
+				Terminated: &corev1.ContainerStateTerminated{ExitCode: 2, Reason: "Error"},
+			}}}
+		}, "pod ns/p: Error (container c exited with code 2)"},
+		{"creating", func(p *corev1.Pod) {
+			p.Spec.NodeName = "n"
+			p.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: "c", State: corev1.ContainerState{
+				Waiting: &corev1.ContainerStateWaiting{Reason: "ContainerCreating", Message: "network is not ready"},
+			}}}
+		}, "pod ns/p: ContainerCreating (network is not ready)"},
+		{"running not ready", func(p *corev1.Pod) {
+			p.Spec.NodeName = "n"
+			p.Status.Phase = corev1.PodRunning
+			p.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionFalse, Reason: "ContainersNotReady", Message: "containers with unready status: [c]"}}
+		}, "pod ns/p: NotReady (ContainersNotReady: containers with unready status: [c])"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := base()
+			if tc.mutate != nil {
+				tc.mutate(p)
+			}
+			got, ok := PodProblem(p)
+			if tc.want == "" {
+				if ok {
+					t.Errorf("PodProblem = %s, want none", got)
+				}
+				return
+			}
+			if !ok || got.String() != tc.want {
+				t.Errorf("PodProblem = %q, %v; want %q", got.String(), ok, tc.want)
+			}
+		})
+	}
+}
+
+func TestDeploymentAvailable(t *testing.T) {
+	d := func(gen, observed int64, replicas, updated, available, total int32) *appsv1.Deployment {
+		return &appsv1.Deployment{
+			ObjectMeta: metav1.ObjectMeta{Generation: gen},
+			Spec:       appsv1.DeploymentSpec{Replicas: ptr.To(replicas)},
+			Status:     appsv1.DeploymentStatus{ObservedGeneration: observed, UpdatedReplicas: updated, AvailableReplicas: available, Replicas: total},
+		}
+	}
+	for _, tc := range []struct {
+		name string
+		d    *appsv1.Deployment
+		ok   bool
+		why  string
+	}{
+		{"never seen", d(1, 0, 1, 0, 0, 0), false, "kube-controller-manager"},
+		{"stale", d(2, 1, 1, 1, 1, 1), false, "latest spec"},
+		{"rolling", d(1, 1, 2, 1, 1, 2), false, "1 of 2 replicas updated"},
+		{"old pods", d(1, 1, 1, 1, 1, 2), false, "pending termination"},
+		{"unavailable", d(1, 1, 2, 2, 1, 2), false, "1 of 2 replicas available"},
+		{"available", d(1, 1, 2, 2, 2, 2), true, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ok, why := DeploymentAvailable(tc.d)
+			if ok != tc.ok || !strings.Contains(why, tc.why) {
+				t.Errorf("DeploymentAvailable = %v, %q; want %v, containing %q", ok, why, tc.ok, tc.why)
+			}
+		})
+	}
+}
+
+func TestParseYAML(t *testing.T) {
+	in := "# comment only\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n--- # trailing comment\n\n---\n" +
+		"apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: Secret\n  metadata:\n    name: b\n"
+	objs, err := ParseYAML("in", []byte(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, u := range objs {
+		got = append(got, Describe(u))
+	}
+	if strings.Join(got, ",") != "ConfigMap a,Secret b" {
+		t.Errorf("ParseYAML = %v", got)
+	}
+	if _, err := ParseYAML("bad", []byte("metadata:\n  name: x\n")); err == nil || !strings.Contains(err.Error(), "bad: document 1") {
+		t.Errorf("err = %v, want the document without kind named", err)
+	}
+}
+
+func TestToUnstructured(t *testing.T) {
+	objs, err := ToUnstructured(&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "x"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := MarshalYAML(objs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: x\n"; string(data) != want {
+		t.Errorf("rendered %q, want %q (no null creationTimestamp, empty spec or status)", data, want)
+	}
+}
+
+func TestPoll(t *testing.T) {
+	ctx := context.Background()
+	calls := 0
+	err := Poll(ctx, 10*time.Millisecond, time.Second, func(context.Context) (bool, error) {
+		calls++
+		if calls < 3 {
+			return false, errors.New("transient")
+		}
+		return true, nil
+	})
+	if err != nil || calls != 3 {
+		t.Fatalf("Poll = %v after %d calls, want success after 3 (errors retried)", err, calls)
+	}
+	err = Poll(ctx, 10*time.Millisecond, 50*time.Millisecond, func(context.Context) (bool, error) {
+		return false, errors.New("API server unavailable")
+	})
+	if !IsTimeout(err) || !strings.Contains(err.Error(), "API server unavailable") {
+		t.Fatalf("Poll = %v, want a timeout carrying the last error", err)
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	if err := Poll(cctx, 10*time.Millisecond, time.Minute, func(context.Context) (bool, error) { return false, nil }); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Poll on a cancelled context = %v", err)
+	}
+}
+
+func TestWriteFile(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "a", "b.yaml")
+	if err := WriteFile(p, []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	st, err := os.Stat(p)
+	if err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("stat: %v, mode %v", err, st.Mode())
+	}
+	entries, _ := os.ReadDir(filepath.Dir(p))
+	if len(entries) != 1 {
+		t.Errorf("temporary files left: %v", entries)
+	}
+}
+
+// FuzzParseYAML feeds arbitrary streams to the parser of downloaded manifests: it must return
+// objects or an error, never panic.
+func FuzzParseYAML(f *testing.F) {
+	f.Add([]byte("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n---\n---\n"))
+	f.Add([]byte("apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: Secret\n  metadata:\n    name: b\n"))
+	f.Add([]byte("--- # x\n: :\n"))
+	if data, err := os.ReadFile("../testdata/calico-fake.yaml"); err == nil {
+		f.Add(data)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		objs, err := ParseYAML("fuzz", data)
+		if err != nil {
+			return
+		}
+		for _, u := range objs {
+			if u.GetKind() == "" || u.GetAPIVersion() == "" {
+				t.Fatalf("object without kind or apiVersion: %v", u.Object)
+			}
+		}
+		if _, err := MarshalYAML(objs); err != nil {
+			t.Fatalf("a parsed stream does not render again: %v", err)
+		}
+	})
+}

@@ -1,0 +1,100 @@
+package install
+
+import (
+	"context"
+	"fmt"
+	"path"
+	"slices"
+	"strings"
+
+	"github.com/ksboot/ksboot/bootstrap/host"
+	"github.com/ksboot/ksboot/bootstrap/install/artifacts"
+	"github.com/ksboot/ksboot/bootstrap/workflow"
+)
+
+// ImageNamespace is the containerd namespace the CRI plugin (and so the kubelet) uses.
+const ImageNamespace = "k8s.io"
+
+// ImportImages loads the source's image archives for this architecture into containerd's
+// k8s.io namespace with `ctr images import`. An archive whose images (from the manifest) are
+// all listed already is skipped; after an import every listed image must be present, so an
+// archive that does not hold what the manifest promises fails here and not at kubeadm's image
+// pull. A mirror has no archives: images are then pulled from registries when needed.
+func ImportImages(ctx context.Context, o Options) error {
+	o, err := o.prepare(ctx)
+	if err != nil {
+		return err
+	}
+	var archives []artifacts.Entry
+	for _, e := range o.Source.Files(artifacts.KindImage) {
+		if e.Arch == "" || e.Arch == o.Arch {
+			archives = append(archives, e)
+		}
+	}
+	if len(archives) == 0 {
+		o.say("images: none in %s; images will be pulled from registries", o.Source)
+		return nil
+	}
+	have, err := listImages(ctx, o)
+	if err != nil {
+		return err
+	}
+	var imported, present []string
+	for _, e := range archives {
+		if len(e.Images) > 0 && containsAll(have, e.Images) {
+			present = append(present, e.Name)
+			continue
+		}
+		p, err := o.Source.LocalPath(e)
+		if err != nil {
+			return sourceHint(err, o.Source)
+		}
+		o.Logger.Info("importing images", "archive", e.Path, "images", strings.Join(e.Images, ","))
+		if _, err := o.Exec.Run(ctx, ctr("images", "import", p)); err != nil {
+			return workflow.WithHint(fmt.Errorf("installing %s from %s: %w", e, o.Source.Location(e.Artifact()), err),
+				"check that containerd is running (systemctl status containerd) and that the archive is an OCI or docker image archive")
+		}
+		imported = append(imported, e.Name)
+		if len(e.Images) == 0 || o.dryRun() {
+			continue
+		}
+		if have, err = listImages(ctx, o); err != nil {
+			return err
+		}
+		if missing := missingFrom(have, e.Images); len(missing) > 0 {
+			return workflow.WithHint(fmt.Errorf("installing %s from %s: %w: the archive did not provide %s", e, o.Source.Location(e.Artifact()),
+				artifacts.ErrNotFound, strings.Join(missing, ", ")), "the bundle's manifest and its image archive disagree; rebuild the bundle")
+		}
+	}
+	if len(imported) == 0 {
+		o.say("images: %s already imported", joinNames(present))
+	} else {
+		o.say("images: imported %s", joinNames(imported))
+	}
+	return nil
+}
+
+// ctr runs containerd's ctr from where Binaries put it, in the CRI namespace.
+func ctr(args ...string) host.Cmd {
+	return host.Cmd{Name: path.Join(BinDir, "ctr"), Args: append([]string{"-n", ImageNamespace}, args...)}
+}
+
+func listImages(ctx context.Context, o Options) ([]string, error) {
+	out, err := o.Exec.Run(ctx, ctr("images", "ls", "-q"))
+	if err != nil {
+		return nil, workflow.WithHint(fmt.Errorf("listing containerd images: %w", err), "check that containerd is running (systemctl status containerd)")
+	}
+	return strings.Fields(string(out)), nil
+}
+
+func containsAll(have, want []string) bool { return len(missingFrom(have, want)) == 0 }
+
+func missingFrom(have, want []string) []string {
+	var missing []string
+	for _, w := range want {
+		if !slices.Contains(have, w) {
+			missing = append(missing, w)
+		}
+	}
+	return missing
+}

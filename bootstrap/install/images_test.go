@@ -1,0 +1,97 @@
+package install
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/ksboot/ksboot/bootstrap/install/artifacts"
+	"github.com/ksboot/ksboot/bootstrap/install/artifacts/artifactstest"
+	"github.com/ksboot/ksboot/cluster"
+)
+
+func sha(data []byte) string {
+	s := sha256.Sum256(data)
+	return hex.EncodeToString(s[:])
+}
+
+func imageArchive(name, arch string, images ...string) artifactstest.Extra {
+	return artifactstest.Extra{Entry: artifacts.Entry{Name: name, Version: k8sVersion, Arch: arch, Kind: artifacts.KindImage,
+		Path: "images/" + name + "-" + arch + ".tar", Images: images}, Data: []byte("archive " + name + " " + arch)}
+}
+
+func TestImportImages(t *testing.T) {
+	control := imageArchive("kubernetes", "amd64", "registry.k8s.io/kube-apiserver:v1.37.2", "registry.k8s.io/pause:3.10.2")
+	flannel := imageArchive("flannel", "amd64", "ghcr.io/flannel-io/flannel:v0.27.4")
+	other := imageArchive("kubernetes", "arm64", "registry.k8s.io/pause:3.10.2")
+	tests := []struct {
+		name    string
+		setup   func(f *fixture)
+		console string
+		wantErr []string
+	}{
+		{name: "imports what is missing",
+			setup: func(f *fixture) {
+				f.stub.Register(`^/usr/local/bin/ctr -n k8s.io images ls -q$`, "ghcr.io/flannel-io/flannel:v0.27.4\n", nil)
+				f.stub.Register(`^/usr/local/bin/ctr -n k8s.io images import \S+/srv/bundle/images/kubernetes-amd64.tar$`, "unpacking …done", nil)
+				f.stub.Register(`^/usr/local/bin/ctr -n k8s.io images ls -q$`,
+					"ghcr.io/flannel-io/flannel:v0.27.4\nregistry.k8s.io/kube-apiserver:v1.37.2\nregistry.k8s.io/pause:3.10.2\n", nil)
+			},
+			console: "images: imported kubernetes"},
+		{name: "everything present",
+			setup: func(f *fixture) {
+				f.stub.Register(`^/usr/local/bin/ctr -n k8s.io images ls -q$`,
+					"ghcr.io/flannel-io/flannel:v0.27.4\nregistry.k8s.io/kube-apiserver:v1.37.2\nregistry.k8s.io/pause:3.10.2\n", nil)
+			},
+			console: "images: kubernetes, flannel already imported"},
+		{name: "archive without the promised image",
+			setup: func(f *fixture) {
+				f.stub.Register(`^/usr/local/bin/ctr -n k8s.io images ls -q$`, "ghcr.io/flannel-io/flannel:v0.27.4\n", nil)
+				f.stub.Register(`^/usr/local/bin/ctr -n k8s.io images import `, "", nil)
+				f.stub.Register(`^/usr/local/bin/ctr -n k8s.io images ls -q$`, "ghcr.io/flannel-io/flannel:v0.27.4\nregistry.k8s.io/pause:3.10.2\n", nil)
+			},
+			wantErr: []string{"installing image kubernetes v1.37.2 (amd64) from /srv/bundle/images/kubernetes-amd64.tar: not found: the archive did not provide registry.k8s.io/kube-apiserver:v1.37.2"}},
+		{name: "corrupt archive is not imported",
+			setup: func(f *fixture) {
+				os.WriteFile(f.root.Path("/srv/bundle/images/kubernetes-amd64.tar"), []byte("truncated"), 0o644)
+				f.stub.Register(`^/usr/local/bin/ctr -n k8s.io images ls -q$`, "", nil)
+			},
+			wantErr: []string{"installing image kubernetes v1.37.2 (amd64) from /srv/bundle/images/kubernetes-amd64.tar: sha256 mismatch"}},
+		{name: "containerd not running",
+			setup: func(f *fixture) {
+				f.stub.Register(`^/usr/local/bin/ctr -n k8s.io images ls -q$`, "ctr: failed to dial \"/run/containerd/containerd.sock\"", errExit1)
+			},
+			wantErr: []string{"listing containerd images: command \"/usr/local/bin/ctr -n k8s.io images ls -q\" failed"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t, func(c *cluster.Cluster) { c.Spec.Artifacts.Bundle = "/srv/bundle" })
+			artifactstest.WriteBundle(t, f.root.Path("/srv/bundle"), k8sVersion, nil, control, flannel, other)
+			tt.setup(f)
+			err := ImportImages(context.Background(), f.opts)
+			if tt.wantErr != nil {
+				checkOneLine(t, err, tt.wantErr...)
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(f.console.String(), tt.console) {
+				t.Errorf("console %q does not say %q", f.console.String(), tt.console)
+			}
+		})
+	}
+}
+
+func TestImportImagesFromMirror(t *testing.T) {
+	f := newFixture(t, nil) // no command may run
+	if err := ImportImages(context.Background(), f.opts); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(f.console.String(), "images: none in upstream release downloads") {
+		t.Errorf("console %q", f.console.String())
+	}
+}

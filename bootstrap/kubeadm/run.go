@@ -1,0 +1,236 @@
+package kubeadm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/ksboot/ksboot/bootstrap/host"
+	"github.com/ksboot/ksboot/bootstrap/workflow"
+	"github.com/ksboot/ksboot/cluster"
+)
+
+// Node paths the runner reads and writes.
+const (
+	ConfigPath      = "/etc/ksboot/kubeadm.yaml"
+	AdminConf       = "/etc/kubernetes/admin.conf"
+	KubeletConf     = "/etc/kubernetes/kubelet.conf"
+	APIServerManif  = "/etc/kubernetes/manifests/kube-apiserver.yaml"
+	RootKubeconfig  = "/root/.kube/config"
+	DefaultJoinWait = 30 * time.Minute
+)
+
+// RunOptions describe one kubeadm init or join on this node.
+type RunOptions struct {
+	Root    host.Root
+	Exec    host.Runner
+	Config  *cluster.NodeConfig
+	Params  Params
+	Logger  *slog.Logger
+	Console io.Writer
+	// Stream receives kubeadm's output as it runs (the journal).
+	Stream io.Writer
+	// IgnorePreflight lists kubeadm preflight checks to ignore (from spec.preflight.warnOnly).
+	IgnorePreflight []string
+	// JoinTimeout bounds the join retries while the API server is unreachable.
+	JoinTimeout time.Duration
+	// DryRun: commands are only printed, so nothing kubeadm would write appears afterwards.
+	DryRun bool
+	// Sleep waits between join attempts; nil means a context-aware time.Sleep.
+	Sleep func(context.Context, time.Duration) error
+}
+
+// IgnoredPreflightChecks maps ksboot's preflight check names to kubeadm's, so that a machine
+// allowed to be small by spec.preflight.warnOnly passes kubeadm's own checks too.
+func IgnoredPreflightChecks(warnOnly []string) []string {
+	var out []string
+	for _, w := range warnOnly {
+		switch w {
+		case "cpu":
+			out = append(out, "NumCPU")
+		case "memory":
+			out = append(out, "Mem")
+		case "cgroup":
+			out = append(out, "SystemVerification")
+		}
+	}
+	return out
+}
+
+// Run performs kubeadm init (Params.Role == RoleInit) or join, idempotently: a node that already
+// holds the files kubeadm writes at the end is left alone.
+func Run(ctx context.Context, o RunOptions) error {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if o.Console == nil {
+		o.Console = io.Discard
+	}
+	if o.JoinTimeout == 0 {
+		o.JoinTimeout = DefaultJoinWait
+	}
+	if o.Sleep == nil {
+		o.Sleep = func(ctx context.Context, d time.Duration) error {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(d):
+				return nil
+			}
+		}
+	}
+	p := o.Params
+	if done(o.Root, p.Role) {
+		o.Logger.Info("this node already ran kubeadm; leaving it as it is", "role", string(p.Role))
+		return copyAdminConf(o.Root, p.Role)
+	}
+	cfg, err := Render(p)
+	if err != nil {
+		return err
+	}
+	// The config holds the bootstrap token: 0600 like the node config.
+	if _, err := o.Root.WriteFile(ConfigPath, cfg, 0o600); err != nil {
+		return err
+	}
+	if p.Role == RoleInit {
+		if err := writePKI(o); err != nil {
+			return err
+		}
+		args := []string{"init", "--config", ConfigPath, "--skip-token-print"}
+		args = append(args, ignoreFlag(o.IgnorePreflight)...)
+		fmt.Fprintln(o.Console, "ksboot: kubeadm init (this takes a few minutes)")
+		if _, err := o.Exec.Run(ctx, host.Cmd{Name: "kubeadm", Args: args, Stream: o.Stream}); err != nil {
+			return workflow.WithHint(fmt.Errorf("kubeadm init: %w", err),
+				"read the kubeadm output above (journalctl -u ksboot-bootstrap); the agent retries after `kubeadm reset -f`")
+		}
+		if o.DryRun {
+			return nil
+		}
+		return copyAdminConf(o.Root, p.Role)
+	}
+	return join(ctx, o)
+}
+
+func writePKI(o RunOptions) error {
+	if o.Config == nil || !o.Config.Node.IsControlPlane() {
+		return nil
+	}
+	if _, err := WritePKI(o.Root.Path("/"), o.Config.Secrets); err != nil {
+		return err
+	}
+	return nil
+}
+
+func ignoreFlag(checks []string) []string {
+	if len(checks) == 0 {
+		return nil
+	}
+	return []string{"--ignore-preflight-errors=" + strings.Join(checks, ",")}
+}
+
+func done(root host.Root, role Role) bool {
+	if role == RoleInit {
+		return root.Exists(AdminConf) && root.Exists(APIServerManif)
+	}
+	if role == RoleControlPlane {
+		return root.Exists(KubeletConf) && root.Exists(APIServerManif)
+	}
+	return root.Exists(KubeletConf)
+}
+
+// copyAdminConf gives root a kubeconfig on control planes, as kubeadm's guide asks users to.
+func copyAdminConf(root host.Root, role Role) error {
+	if role == RoleWorker {
+		return nil
+	}
+	data, err := root.ReadFile(AdminConf)
+	if err != nil {
+		return fmt.Errorf("reading %s after kubeadm: %w", AdminConf, err)
+	}
+	_, err = root.WriteFile(RootKubeconfig, data, 0o600)
+	return err
+}
+
+// joinFailure classifies kubeadm join output. Fatal problems stop at once with advice; anything
+// else (API not up yet, network) is retried.
+func joinFailure(output string) (fatal bool, hint string) {
+	out := strings.ToLower(output)
+	switch {
+	case strings.Contains(out, "public key") && (strings.Contains(out, "pin") || strings.Contains(out, "hash")),
+		strings.Contains(out, "cluster ca found in cluster-info") && strings.Contains(out, "invalid"),
+		strings.Contains(out, "none of the public keys"):
+		return true, "the API server's CA does not match the CA pin in this node's seed: this seed belongs to another cluster " +
+			"(rebuild it with the cluster's secrets directory)"
+	case strings.Contains(out, "could not find a jws signature"),
+		strings.Contains(out, "token id") && strings.Contains(out, "invalid"),
+		strings.Contains(out, "unauthorized") && strings.Contains(out, "cluster-info"):
+		return true, "the bootstrap token in this seed is unknown to the cluster or expired: on a control plane run " +
+			"`kubeadm token create <token from the secrets directory>`, or rebuild the seed with the cluster's secrets directory"
+	}
+	return false, ""
+}
+
+func join(ctx context.Context, o RunOptions) error {
+	ctx, cancel := context.WithTimeout(ctx, o.JoinTimeout)
+	defer cancel()
+	args := []string{"join", "--config", ConfigPath}
+	args = append(args, ignoreFlag(o.IgnorePreflight)...)
+	delay := 5 * time.Second
+	var last error
+	for attempt := 1; attempt <= 200; attempt++ {
+		if err := writePKI(o); err != nil {
+			return err
+		}
+		fmt.Fprintf(o.Console, "ksboot: kubeadm join %s (attempt %d)\n", o.Params.APIServerEndpoint, attempt)
+		out, err := o.Exec.Run(ctx, host.Cmd{Name: "kubeadm", Args: args, Stream: o.Stream})
+		if err == nil {
+			if o.DryRun {
+				return nil
+			}
+			return copyAdminConf(o.Root, o.Params.Role)
+		}
+		output := string(out)
+		var re *host.RunError
+		if errors.As(err, &re) {
+			output += string(re.Output)
+		}
+		if fatal, hint := joinFailure(output); fatal {
+			return workflow.WithHint(fmt.Errorf("kubeadm join %s: %w", o.Params.APIServerEndpoint, err), hint)
+		}
+		last = err
+		o.Logger.Warn("kubeadm join failed; retrying", "attempt", attempt, "in", delay.String(), "error", firstLineOf(err.Error()))
+		// A failed join can leave half-written files that make the next attempt's preflight fail.
+		if _, rerr := o.Exec.Run(ctx, host.Cmd{Name: "kubeadm", Args: []string{"reset", "-f", "--cri-socket", CRISocket}}); rerr != nil {
+			o.Logger.Warn("kubeadm reset after a failed join failed", "error", firstLineOf(rerr.Error()))
+		}
+		if err := o.Sleep(ctx, delay); err != nil {
+			break
+		}
+		delay = min(delay*2, time.Minute)
+	}
+	return workflow.WithHint(fmt.Errorf("kubeadm join %s did not succeed within %s: %w", o.Params.APIServerEndpoint, o.JoinTimeout, last),
+		"check that this machine reaches the control plane (ksboot discover --config /etc/ksboot/node.yaml)")
+}
+
+func firstLineOf(s string) string {
+	s, _, _ = strings.Cut(s, "\n")
+	return s
+}
+
+// RoleFor returns the kubeadm role of a node that found (or did not find) a running cluster.
+// An init node that finds its cluster already answering joins it instead: a reinstalled first
+// control plane never starts a second cluster.
+func RoleFor(nc *cluster.NodeConfig, clusterExists bool) Role {
+	switch {
+	case nc.Node.Init && !clusterExists:
+		return RoleInit
+	case slices.Contains(nc.Node.Roles, cluster.RoleControlPlane):
+		return RoleControlPlane
+	}
+	return RoleWorker
+}

@@ -1,0 +1,254 @@
+package kubesphere
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"time"
+
+	"helm.sh/helm/v3/pkg/action"
+	"helm.sh/helm/v3/pkg/chart"
+	"helm.sh/helm/v3/pkg/chart/loader"
+	"helm.sh/helm/v3/pkg/chartutil"
+	"helm.sh/helm/v3/pkg/release"
+	"helm.sh/helm/v3/pkg/storage/driver"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+
+	"github.com/ksboot/ksboot/bootstrap/addons/kube"
+)
+
+// ReleaseName is the Helm release of the ks-core chart, as KubeSphere's guide names it.
+const ReleaseName = "ks-core"
+
+// maxChartSize bounds a chart download; ks-core is a few hundred kilobytes.
+const maxChartSize = 64 << 20
+
+// MirrorHint is appended to errors about KubeSphere images and charts that could not be had.
+const MirrorHint = "KubeSphere's open-source downloads were suspended upstream in 2025: copy the images to a registry " +
+	"the nodes can reach and set spec.kubesphere.imageRegistry (and spec.kubesphere.installerImage for v3), " +
+	"or point spec.kubesphere.chart at a mirror URL or a path in the offline bundle (ksboot bundle)"
+
+// ChartError says which chart could not be had, and why.
+type ChartError struct {
+	Source string
+	Err    error
+}
+
+func (e *ChartError) Error() string {
+	return fmt.Sprintf("fetching the ks-core chart %s: %v\n%s", e.Source, e.Err, MirrorHint)
+}
+
+func (e *ChartError) Unwrap() error { return e.Err }
+
+// LoadChart loads the chart named by source: an http(s) URL is downloaded (bounded in size and
+// time by client), anything else is a chart archive or directory, relative paths being inside
+// bundleDir (the mounted offline bundle).
+func LoadChart(ctx context.Context, source, bundleDir string, client *http.Client) (*chart.Chart, error) {
+	switch {
+	case strings.HasPrefix(source, "http://") || strings.HasPrefix(source, "https://"):
+		data, err := download(ctx, source, client)
+		if err != nil {
+			return nil, &ChartError{Source: source, Err: err}
+		}
+		c, err := loader.LoadArchive(bytes.NewReader(data))
+		if err != nil {
+			return nil, &ChartError{Source: source, Err: fmt.Errorf("not a chart archive: %w", err)}
+		}
+		return c, nil
+	case strings.Contains(source, "://"):
+		return nil, &ChartError{Source: source, Err: errors.New("unsupported scheme: use an http(s) URL or a path in the offline bundle")}
+	}
+	path := source
+	if !filepath.IsAbs(path) {
+		if bundleDir == "" {
+			return nil, &ChartError{Source: source, Err: errors.New("a relative chart path is a path in the offline bundle, and no bundle is mounted")}
+		}
+		path = filepath.Join(bundleDir, path)
+	}
+	c, err := loader.Load(path)
+	if err != nil {
+		return nil, &ChartError{Source: path, Err: err}
+	}
+	return c, nil
+}
+
+func download(ctx context.Context, url string, client *http.Client) ([]byte, error) {
+	if client == nil {
+		client = &http.Client{Timeout: 5 * time.Minute}
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("server answered %s", resp.Status)
+	}
+	data, err := io.ReadAll(io.LimitReader(resp.Body, maxChartSize+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > maxChartSize {
+		return nil, fmt.Errorf("larger than %d bytes", maxChartSize)
+	}
+	return data, nil
+}
+
+// ChartValues are the values ksboot gives ks-core: the image registry override, with
+// spec.kubesphere.configuration merged over them.
+func ChartValues(p Params) map[string]any {
+	base := map[string]any{
+		"global":    map[string]any{"imageRegistry": p.ImageRegistry},
+		"extension": map[string]any{"imageRegistry": p.ImageRegistry},
+	}
+	return merge(base, p.Configuration)
+}
+
+// restGetter hands Helm the step's client configuration and the same discovery cache and
+// REST mapper as the rest of the step, instead of a kubeconfig file.
+type restGetter struct {
+	kc        *kube.Client
+	namespace string
+}
+
+func (g restGetter) ToRESTConfig() (*rest.Config, error) { return rest.CopyConfig(g.kc.Config), nil }
+
+func (g restGetter) ToDiscoveryClient() (discovery.CachedDiscoveryInterface, error) {
+	return g.kc.Discovery, nil
+}
+
+func (g restGetter) ToRESTMapper() (meta.RESTMapper, error) { return g.kc.RESTMapper(), nil }
+
+func (g restGetter) ToRawKubeConfigLoader() clientcmd.ClientConfig {
+	// Only the namespace is read from it; the REST config comes from ToRESTConfig.
+	return clientcmd.NewDefaultClientConfig(*clientcmdapi.NewConfig(),
+		&clientcmd.ConfigOverrides{Context: clientcmdapi.Context{Namespace: g.namespace}})
+}
+
+func helmConfig(kc *kube.Client, namespace string, log *slog.Logger) (*action.Configuration, error) {
+	cfg := &action.Configuration{}
+	debug := func(format string, v ...any) { log.Debug(fmt.Sprintf(format, v...), "component", "helm") }
+	if err := cfg.Init(restGetter{kc: kc, namespace: namespace}, namespace, "secret", debug); err != nil {
+		return nil, fmt.Errorf("initialising Helm: %w", err)
+	}
+	return cfg, nil
+}
+
+// InstallChart installs the ks-core release, or upgrades it when it exists with another
+// chart version or other values. A release that is deployed with this chart version and these
+// values is left alone, so running the step again adds no Helm revision and changes nothing.
+// It does not wait for the workloads; see ChartDeployments.
+func InstallChart(ctx context.Context, kc *kube.Client, ch *chart.Chart, values map[string]any, timeout time.Duration, log *slog.Logger) (*release.Release, error) {
+	cfg, err := helmConfig(kc, Namespace, log)
+	if err != nil {
+		return nil, err
+	}
+	// Helm stores values as JSON; compare in that form so int and float64 agree.
+	want, err := jsonRoundTrip(values)
+	if err != nil {
+		return nil, fmt.Errorf("encoding chart values: %w", err)
+	}
+	hist, err := action.NewHistory(cfg).Run(ReleaseName)
+	if err != nil && !errors.Is(err, driver.ErrReleaseNotFound) {
+		return nil, fmt.Errorf("reading Helm release %s/%s: %w", Namespace, ReleaseName, err)
+	}
+	if len(hist) == 0 {
+		in := action.NewInstall(cfg)
+		in.ReleaseName, in.Namespace, in.CreateNamespace = ReleaseName, Namespace, true
+		in.Timeout = timeout
+		rel, err := in.RunWithContext(ctx, ch, values)
+		if err != nil {
+			return nil, fmt.Errorf("installing chart %s-%s as Helm release %s/%s: %w", ch.Name(), ch.Metadata.Version, Namespace, ReleaseName, err)
+		}
+		return rel, nil
+	}
+	last := hist[0]
+	for _, r := range hist {
+		if r.Version > last.Version {
+			last = r
+		}
+	}
+	if last.Info != nil && last.Info.Status == release.StatusDeployed && last.Chart != nil && last.Chart.Metadata != nil &&
+		last.Chart.Metadata.Name == ch.Name() && last.Chart.Metadata.Version == ch.Metadata.Version {
+		have, err := jsonRoundTrip(last.Config)
+		if err == nil && reflect.DeepEqual(have, want) {
+			log.Info("Helm release is up to date", "release", Namespace+"/"+ReleaseName, "revision", last.Version)
+			return last, nil
+		}
+	}
+	up := action.NewUpgrade(cfg)
+	up.Namespace, up.Timeout = Namespace, timeout
+	// The step's values are the whole truth; values of an earlier run are not inherited.
+	up.ResetValues = true
+	rel, err := up.RunWithContext(ctx, ReleaseName, ch, values)
+	if err != nil {
+		return nil, fmt.Errorf("upgrading Helm release %s/%s to chart %s-%s: %w", Namespace, ReleaseName, ch.Name(), ch.Metadata.Version, err)
+	}
+	return rel, nil
+}
+
+// RenderChart renders the chart as `helm template` does, without a cluster, for --dry-run.
+func RenderChart(ch *chart.Chart, values map[string]any, kubernetesVersion string) (string, error) {
+	cfg := &action.Configuration{Log: func(string, ...any) {}}
+	in := action.NewInstall(cfg)
+	in.ReleaseName, in.Namespace = ReleaseName, Namespace
+	in.DryRun, in.ClientOnly, in.Replace, in.IncludeCRDs = true, true, true, true
+	if kv, err := chartutil.ParseKubeVersion(kubernetesVersion); err == nil {
+		in.KubeVersion = kv
+	}
+	rel, err := in.RunWithContext(context.Background(), ch, values)
+	if err != nil {
+		return "", fmt.Errorf("rendering chart %s-%s: %w", ch.Name(), ch.Metadata.Version, err)
+	}
+	return rel.Manifest, nil
+}
+
+// ChartDeployments lists the Deployments a release created (namespace defaulted to the
+// release's): what must be available for KubeSphere to be up.
+func ChartDeployments(rel *release.Release) ([]types.NamespacedName, error) {
+	objs, err := kube.ParseYAML("release "+rel.Name, []byte(rel.Manifest))
+	if err != nil {
+		return nil, err
+	}
+	var out []types.NamespacedName
+	for _, u := range objs {
+		if u.GetKind() != "Deployment" {
+			continue
+		}
+		ns := u.GetNamespace()
+		if ns == "" {
+			ns = rel.Namespace
+		}
+		out = append(out, types.NamespacedName{Namespace: ns, Name: u.GetName()})
+	}
+	return out, nil
+}
+
+func jsonRoundTrip(v map[string]any) (map[string]any, error) {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]any{}
+	if err := json.Unmarshal(data, &out); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
