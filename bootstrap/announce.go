@@ -55,6 +55,7 @@ func Announce(ctx context.Context, o Options) error {
 	}
 	opts := discovery.OptionsFromNodeConfig(nc)
 	opts.Logger = o.Logger
+	opts.Interface = mdnsInterface(nc, name)
 	a := discovery.AnnouncementFromNodeConfig(nc)
 	a.Node = name
 	st, err := state.Read(o.Root)
@@ -87,6 +88,11 @@ func Announce(ctx context.Context, o Options) error {
 		if err == nil && st != nil {
 			an.SetPhase(announcedPhase(st))
 			an.SetError(firstLine(st.Error))
+			if st.Console != "" {
+				if err := an.SetConsole(st.Console); err != nil {
+					o.Logger.Warn("cannot announce the console address", "error", err)
+				}
+			}
 			if nc.Node.IsControlPlane() && apiReady(st) {
 				if err := an.SetAPI(apiAddress(nc, st)); err != nil {
 					o.Logger.Warn("cannot announce the API address", "error", err)
@@ -133,4 +139,34 @@ func firstLine(s string) string {
 		s = s[:120]
 	}
 	return s
+}
+
+// mdnsInterface picks the network interface for mDNS when the cluster file names none: the one
+// holding the node's static address. hashicorp/mdns otherwise joins the multicast group on the
+// routing table's interface, which fails on a segment without a default route.
+func mdnsInterface(nc *cluster.NodeConfig, node string) string {
+	if nc.Cluster.Spec.Discovery.Interface != "" {
+		return nc.Cluster.Spec.Discovery.Interface
+	}
+	h, ok := nc.Cluster.Host(node)
+	if !ok || h.Address == "" || nc.Node.Generic {
+		return ""
+	}
+	want, _, _ := strings.Cut(h.Address, "/")
+	ifaces, err := net.Interfaces()
+	if err != nil {
+		return ""
+	}
+	for _, ifc := range ifaces {
+		addrs, err := ifc.Addrs()
+		if err != nil {
+			continue
+		}
+		for _, a := range addrs {
+			if ipn, ok := a.(*net.IPNet); ok && ipn.IP.String() == want {
+				return ifc.Name
+			}
+		}
+	}
+	return ""
 }

@@ -91,6 +91,7 @@ func runInstall(ctx context.Context, n *Node) error {
 
 func runDiscover(ctx context.Context, n *Node) error {
 	res, err := endpoint.Resolve(ctx, endpoint.Options{Config: n.Config, Logger: n.Logger, Timeout: n.DiscoverTimeout,
+		Interface: mdnsInterface(n.Config, n.Name),
 		JoinedPhases: JoinedOrLater, DryRun: n.DryRun})
 	if err != nil {
 		return workflow.WithHint(err, "check the network between the nodes (ksboot watch, ksboot discover --config /etc/ksboot/node.yaml)")
@@ -144,7 +145,7 @@ func runKubeSphere(ctx context.Context, n *Node) error {
 	if err != nil {
 		return err
 	}
-	n.Status.Banner = banner.String()
+	n.Status.Banner, n.Status.Console = banner.String(), banner.Console
 	fmt.Fprintln(n.Console, banner.String())
 	return nil
 }

@@ -218,6 +218,19 @@ func (a *Announcer) SetAPI(hostport string) error {
 	return nil
 }
 
+// SetConsole announces the KubeSphere console URL (init node, after the kubesphere phase).
+func (a *Announcer) SetConsole(url string) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	next := a.rec
+	next.Console = url
+	if _, err := next.EncodeTXT(); err != nil {
+		return fmt.Errorf("announcing the console of node %s: %w", a.rec.Node, err)
+	}
+	a.rec = next
+	return nil
+}
+
 // SetError announces the node's last error (one line, truncated to fit); "" clears it.
 func (a *Announcer) SetError(msg string) {
 	a.mu.Lock()

@@ -27,6 +27,9 @@ const (
 	keyPhase   = "phase"
 	keyAPI     = "api"
 	keyError   = "err"
+	// keyConsole carries the KubeSphere console URL once the init node has deployed it, so that
+	// `ksboot watch` shows where to log in.
+	keyConsole = "console"
 	keyAge     = "age"
 
 	// MaxTXTEntry is the longest "key=value" entry we write. DNS caps one TXT string at 255 bytes
@@ -47,6 +50,7 @@ type Record struct {
 	Phase   string // bootstrap phase the node is in
 	API     string // host:port of an API server that answers; control planes only, once it does
 	Error   string // the node's last error, if any; truncated to fit one TXT entry
+	Console string // KubeSphere console URL, announced by the init node once KubeSphere is up
 	// InPhase is how long the node has been in Phase, measured by the node's own monotonic clock
 	// when it answered. Nodes that boot before NTP has run disagree about wall-clock time, so an
 	// age travels instead of a timestamp.
@@ -81,6 +85,13 @@ func (r Record) EncodeTXT() ([]string, error) {
 	}
 	if r.Error != "" {
 		out = append(out, fitEntry(keyError, r.Error))
+	}
+	if r.Console != "" {
+		e := keyConsole + "=" + r.Console
+		if len(e) > MaxTXTEntry {
+			return nil, fmt.Errorf("announced console URL %q is too long for one mDNS TXT entry", r.Console)
+		}
+		out = append(out, e)
 	}
 	if r.InPhase > 0 {
 		out = append(out, keyAge+"="+strconv.FormatInt(int64(r.InPhase/time.Second), 10))
@@ -160,7 +171,7 @@ func DecodeTXT(entries []string) (Record, error) {
 	}
 	r := Record{
 		Cluster: fields[keyCluster], ID: fields[keyID], Node: fields[keyNode], Role: fields[keyRole],
-		Phase: fields[keyPhase], API: fields[keyAPI], Error: fields[keyError],
+		Phase: fields[keyPhase], API: fields[keyAPI], Error: fields[keyError], Console: fields[keyConsole],
 	}
 	for _, req := range []struct{ k, v string }{{keyCluster, r.Cluster}, {keyID, r.ID}, {keyNode, r.Node}, {keyRole, r.Role}} {
 		if req.v == "" {

@@ -23,6 +23,7 @@ type Row struct {
 	InPhaseSeconds int64     `json:"inPhaseSeconds"`
 	API            string    `json:"api,omitempty"`
 	LastError      string    `json:"lastError,omitempty"`
+	Console        string    `json:"console,omitempty"`
 	LastSeen       time.Time `json:"lastSeen"`
 	// Stale marks a node that stopped answering (powered off, rebooting, or its network broke).
 	Stale bool `json:"stale,omitempty"`
@@ -87,14 +88,14 @@ func (m *Model) Update(peers []Peer) bool {
 			m.rows[key] = r
 			changed = true
 		}
-		if r.Phase != p.Phase || r.API != p.API || r.LastError != p.Error || r.Role != p.Role || p.Seen.Sub(r.LastSeen) > m.StaleAfter {
+		if r.Phase != p.Phase || r.API != p.API || r.LastError != p.Error || r.Console != p.Console || r.Role != p.Role || p.Seen.Sub(r.LastSeen) > m.StaleAfter {
 			changed = true
 		}
 		if r.Phase != p.Phase {
 			r.since = since
 		}
 		r.Row = Row{Cluster: p.Cluster, ID: p.ID, Node: p.Node, Role: p.Role, Address: addr, Phase: p.Phase,
-			API: p.API, LastError: p.Error, LastSeen: p.Seen, Foreign: m.ID != "" && p.ID != m.ID}
+			API: p.API, LastError: p.Error, Console: p.Console, LastSeen: p.Seen, Foreign: m.ID != "" && p.ID != m.ID}
 	}
 	conflict := ""
 	if m.ID == "" {
@@ -194,6 +195,11 @@ func (t Table) WriteText(w io.Writer) error {
 	}
 	if err := tw.Flush(); err != nil {
 		return fmt.Errorf("writing the node table: %w", err)
+	}
+	for _, r := range t.Nodes {
+		if r.Console != "" && !r.Foreign {
+			fmt.Fprintf(&b, "KubeSphere console: %s (announced by %s)\n", r.Console, r.Node)
+		}
 	}
 	if _, err := io.WriteString(w, b.String()); err != nil {
 		return fmt.Errorf("writing the node table: %w", err)

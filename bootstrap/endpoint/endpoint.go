@@ -24,6 +24,8 @@ type Options struct {
 	ExistingTimeout time.Duration
 	// JoinedPhases are the announced phases that mean a control plane has joined.
 	JoinedPhases []string
+	// Interface is the network interface for mDNS (default: the cluster file's).
+	Interface string
 	// DryRun returns the configured endpoint without touching the network.
 	DryRun bool
 }
@@ -50,6 +52,9 @@ func Resolve(ctx context.Context, o Options) (Result, error) {
 	opts := discovery.OptionsFromNodeConfig(nc)
 	opts.Logger = o.Logger
 	opts.Timeout = o.Timeout
+	if o.Interface != "" {
+		opts.Interface = o.Interface
+	}
 	static := StaticAddress(&nc.Cluster)
 	if o.DryRun {
 		if static == "" {

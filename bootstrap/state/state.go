@@ -27,7 +27,9 @@ type Status struct {
 	Endpoint string `json:"endpoint,omitempty"`
 	Existing bool   `json:"existing,omitempty"`
 	// Banner is the KubeSphere welcome text once the kubesphere phase has finished.
-	Banner  string        `json:"banner,omitempty"`
+	Banner string `json:"banner,omitempty"`
+	// Console is the KubeSphere console URL, announced over mDNS for `ksboot watch`.
+	Console string        `json:"console,omitempty"`
 	Phases  []PhaseRecord `json:"phases,omitempty"`
 	Error   string        `json:"error,omitempty"`
 	Updated time.Time     `json:"updated"`
