@@ -91,7 +91,7 @@ func runInstall(ctx context.Context, n *Node) error {
 
 func runDiscover(ctx context.Context, n *Node) error {
 	res, err := endpoint.Resolve(ctx, endpoint.Options{Config: n.Config, Logger: n.Logger, Timeout: n.DiscoverTimeout,
-		Interface: mdnsInterface(n.Config, n.Name),
+		Interface:    mdnsInterface(n.Config, n.Name),
 		JoinedPhases: JoinedOrLater, DryRun: n.DryRun})
 	if err != nil {
 		return workflow.WithHint(err, "check the network between the nodes (ksboot watch, ksboot discover --config /etc/ksboot/node.yaml)")
