@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	diskfs "github.com/diskfs/go-diskfs"
@@ -14,10 +15,29 @@ import (
 	"github.com/ksboot/ksboot/cluster"
 )
 
+// syncBuffer is a bytes.Buffer safe for concurrent writers: the CLI's logger (slog.Default) is
+// also written by background goroutines, such as a test server's error log.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
 // ksboot runs the CLI in-process and returns exit code, stdout and stderr.
 func ksboot(t *testing.T, args ...string) (int, string, string) {
 	t.Helper()
-	var out, errOut bytes.Buffer
+	var out, errOut syncBuffer
 	code := run(args, strings.NewReader(""), &out, &errOut)
 	return code, out.String(), errOut.String()
 }
