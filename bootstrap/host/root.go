@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/ksboot/ksboot/internal/atomicfile"
 )
 
 // Root resolves node paths ("/etc/hosts") under a directory ("/" on a node, a temp dir in tests
@@ -41,32 +43,8 @@ func (r Root) WriteFile(p string, data []byte, mode os.FileMode) (changed bool, 
 			return false, nil
 		}
 	}
-	if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
-		return false, fmt.Errorf("writing %s: %w", p, err)
-	}
-	f, err := os.CreateTemp(filepath.Dir(full), "."+filepath.Base(full)+".ksboot-*")
-	if err != nil {
-		return false, fmt.Errorf("writing %s: %w", p, err)
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp) // no-op after the rename
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return false, fmt.Errorf("writing %s: %w", p, err)
-	}
-	if err := f.Chmod(mode); err != nil {
-		f.Close()
-		return false, fmt.Errorf("writing %s: %w", p, err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return false, fmt.Errorf("writing %s: %w", p, err)
-	}
-	if err := f.Close(); err != nil {
-		return false, fmt.Errorf("writing %s: %w", p, err)
-	}
-	if err := os.Rename(tmp, full); err != nil {
-		return false, fmt.Errorf("writing %s: %w", p, err)
+	if err := atomicfile.Write(full, data, mode, 0o755); err != nil {
+		return false, err
 	}
 	return true, nil
 }

@@ -6,6 +6,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/ksboot/ksboot/internal/atomicfile"
 )
 
 // StatusFile is the agent's status, relative to the root the agent runs against.
@@ -71,36 +73,8 @@ func Write(root string, s *Status) error {
 	return WriteFileAtomic(filepath.Join(root, StatusFile), append(data, '\n'), 0o600)
 }
 
-// WriteFileAtomic writes data to path through a temporary file in the same directory, synced and
-// renamed, so that readers and a crash never see half a file. Parent directories are created 0700.
+// WriteFileAtomic writes data to path atomically (see package atomicfile); parent directories
+// are created 0700 because the agent's state is private.
 func WriteFileAtomic(path string, data []byte, mode os.FileMode) error {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("creating %s: %w", dir, err)
-	}
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*")
-	if err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp) // no-op after the rename
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err := f.Chmod(mode); err != nil {
-		f.Close()
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	return nil
+	return atomicfile.Write(path, data, mode, 0o700)
 }
