@@ -256,6 +256,7 @@ func allowEverything(f *fixture, imagesListed string, ctr bool) {
 	f.stub.Allow(`^/usr/local/bin/containerd --version$`, "containerd github.com/containerd/containerd/v2 v2.4.2 abc\n")
 	f.stub.Allow(`^/usr/local/sbin/runc --version$`, "runc version 1.5.2\n")
 	f.stub.Allow(`^/usr/local/bin/crictl --version$`, "crictl version v1.37.0\n")
+	f.stub.Allow(`^/usr/local/bin/crictl --timeout 10s info$`, `{"status":{"conditions":[{"type":"RuntimeReady","status":true},{"type":"NetworkReady","status":false}]}}`)
 }
 
 // TestResume is the agent killed in the middle of install and started again: for every point
@@ -313,7 +314,8 @@ func TestResume(t *testing.T) {
 	}
 }
 
-// TestRunFromMirror runs the whole phase online: five steps, one console line each.
+// TestRunFromMirror runs the whole phase online: five steps, one console line each, and the CRI
+// check.
 func TestRunFromMirror(t *testing.T) {
 	f, _, _ := mirrorFixture(t, nil)
 	allowEverything(f, "", false)
@@ -322,10 +324,10 @@ func TestRunFromMirror(t *testing.T) {
 		t.Fatal(err)
 	}
 	lines := strings.Split(strings.TrimSpace(f.console.String()), "\n")
-	if len(lines) != 5 {
-		t.Fatalf("console has %d lines, want 5:\n%s", len(lines), f.console.String())
+	if len(lines) != 6 {
+		t.Fatalf("console has %d lines, want 6:\n%s", len(lines), f.console.String())
 	}
-	for i, prefix := range []string{"packages:", "binaries:", "runtime:", "images:", "verify:"} {
+	for i, prefix := range []string{"packages:", "binaries:", "runtime:", "images:", "verify:", "verify: containerd answers over CRI"} {
 		if !strings.HasPrefix(lines[i], "ksboot: install: "+prefix) {
 			t.Errorf("line %d = %q, want it to start with %q", i+1, lines[i], prefix)
 		}

@@ -7,9 +7,11 @@ import (
 	"path"
 	"regexp"
 	"strings"
+	"time"
 
 	"github.com/ksboot/ksboot/bootstrap/host"
 	"github.com/ksboot/ksboot/bootstrap/install/artifacts"
+	"github.com/ksboot/ksboot/bootstrap/install/runtime"
 	"github.com/ksboot/ksboot/bootstrap/workflow"
 )
 
@@ -103,7 +105,50 @@ func Verify(ctx context.Context, o Options) error {
 	}
 	o.Logger.Info("installed versions", "versions", strings.Join(found, ", "))
 	o.say("verify: %s", joinNames(found))
-	return nil
+	return criReady(ctx, o)
+}
+
+// criPoll is the pause between CRI checks (tests shorten it).
+var criPoll = 2 * time.Second
+
+// criReady asks containerd over the CRI socket, as kubelet will, whether its runtime is ready.
+// containerd was just restarted, so a few refusals are expected; the wait is bounded.
+func criReady(ctx context.Context, o Options) error {
+	cmd := host.Cmd{Name: path.Join(BinDir, "crictl"), Args: []string{"--timeout", "10s", "info"}}
+	var last string
+	for attempt := 1; attempt <= 15; attempt++ {
+		out, err := o.Exec.Run(ctx, cmd)
+		if err == nil {
+			var info struct {
+				Status struct {
+					Conditions []struct {
+						Type   string `json:"type"`
+						Status bool   `json:"status"`
+					} `json:"conditions"`
+				} `json:"status"`
+			}
+			if jerr := json.Unmarshal(out, &info); jerr != nil {
+				last = "unreadable answer: " + jerr.Error()
+			} else {
+				for _, c := range info.Status.Conditions {
+					if c.Type == "RuntimeReady" && c.Status {
+						o.say("verify: containerd answers over CRI (crictl info: RuntimeReady)")
+						return nil
+					}
+				}
+				last = "RuntimeReady is not true yet"
+			}
+		} else {
+			last = oneLine(err.Error())
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(criPoll):
+		}
+	}
+	return workflow.WithHint(fmt.Errorf("containerd does not answer over CRI (crictl info): %s", last),
+		"see journalctl -u containerd; the configuration is "+runtime.ContainerdConfigPath)
 }
 
 func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestVerify(t *testing.T) {
@@ -54,6 +55,9 @@ func TestVerify(t *testing.T) {
 					out, err = "not found", errors.New("exit status 127")
 				}
 				f.stub.Register(patterns[b], out, err)
+			}
+			if tt.want == "" {
+				f.stub.Register(`^/usr/local/bin/crictl --timeout 10s info$`, `{"status":{"conditions":[{"type":"RuntimeReady","status":true}]}}`, nil)
 			}
 			err := Verify(context.Background(), f.opts)
 			if tt.want == "" {
@@ -119,5 +123,18 @@ func TestGoArch(t *testing.T) {
 	}
 	if _, err := GoArch("riscv64"); err == nil {
 		t.Error("riscv64 accepted")
+	}
+}
+
+// TestVerifyCRINotReady: containerd installed at the right version but not answering over CRI
+// fails the phase with the last answer and where to look.
+func TestVerifyCRINotReady(t *testing.T) {
+	defer func(d time.Duration) { criPoll = d }(criPoll)
+	criPoll = time.Millisecond
+	f := newFixture(t, nil)
+	f.stub.Allow(`^/usr/local/bin/crictl --timeout 10s info$`, `{"status":{"conditions":[{"type":"RuntimeReady","status":false}]}}`)
+	err := criReady(context.Background(), f.opts)
+	if err == nil || !strings.Contains(err.Error(), "RuntimeReady is not true") {
+		t.Fatalf("got %v", err)
 	}
 }

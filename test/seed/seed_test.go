@@ -9,40 +9,14 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/ksboot/ksboot/bootstrap/state"
+	"github.com/ksboot/ksboot/test/ksbootbin"
 	"github.com/ksboot/ksboot/test/vm"
 )
-
-// repoRoot is the module root, found from this file's location.
-func repoRoot(t *testing.T) string {
-	_, file, _, ok := runtime.Caller(0)
-	if !ok {
-		t.Fatal("cannot locate the test file")
-	}
-	return filepath.Join(filepath.Dir(file), "..", "..")
-}
-
-// buildKsboot builds the real ksboot binary that goes into the seed.
-func buildKsboot(t *testing.T) (path, sum string) {
-	path = filepath.Join(t.TempDir(), "ksboot")
-	cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w -X main.version=v0.0.0-seedtest", "-o", path, "./cmd/ksboot")
-	cmd.Dir = repoRoot(t)
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("building ksboot: %v\n%s", err, out)
-	}
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := sha256.Sum256(data)
-	return path, hex.EncodeToString(s[:])
-}
 
 const clusterFile = `apiVersion: ksboot.dev/v1alpha1
 kind: Cluster
@@ -65,7 +39,7 @@ func TestGuestBootsSeed(t *testing.T) {
 		t.Skip("-short: skipping the qemu guest test (it boots a Debian guest for each seed format)")
 	}
 	vm.Available(t)
-	bin, sum := buildKsboot(t)
+	bin, sum := ksbootbin.Build(t, "v0.0.0-seedtest")
 	dir := t.TempDir()
 	file := filepath.Join(dir, "cluster.yaml")
 	if err := os.WriteFile(file, []byte(clusterFile), 0o644); err != nil {

@@ -50,6 +50,10 @@ type Options struct {
 	// Segment is the private segment the NICs are attached to. Nil with NICs means a new
 	// segment for this guest alone.
 	Segment *Segment
+	// ExtraDrives are further images attached read-only as virtio disks after the root disk
+	// (and after a virtio seed), in order: /dev/vdb, /dev/vdc, … — e.g. an offline bundle ISO
+	// the agent finds by its volume label. The files are never modified.
+	ExtraDrives []string
 	// KernelArgs are appended to the kernel command line "root=/dev/vda rw console=ttyS0
 	// net.ifnames=0 panic=-1 modprobe.blacklist=kvm,kvm_amd,kvm_intel".
 	KernelArgs []string
@@ -127,6 +131,11 @@ func start(t testing.TB, img *Image, opts Options) (*Guest, error) {
 			return nil, fmt.Errorf("guest %s: SeedAs %q: want \"cdrom\" or \"virtio\"", name, seedAs)
 		}
 	}
+	for i, d := range opts.ExtraDrives {
+		if _, err := os.Stat(d); err != nil {
+			return nil, fmt.Errorf("guest %s: ExtraDrives[%d]: %w", name, i, err)
+		}
+	}
 	for i, nic := range opts.NICs {
 		hw, err := net.ParseMAC(nic.MAC)
 		if err != nil || len(hw) != 6 {
@@ -179,6 +188,9 @@ func start(t testing.TB, img *Image, opts Options) (*Guest, error) {
 		args = append(args, "-drive", "file="+qemuOpt(opts.Seed)+",format=raw,media=cdrom,readonly=on,if=ide,index=2")
 	case "virtio":
 		args = append(args, "-drive", "file="+qemuOpt(opts.Seed)+",format=raw,if=virtio,readonly=on")
+	}
+	for _, d := range opts.ExtraDrives {
+		args = append(args, "-drive", "file="+qemuOpt(d)+",format=raw,if=virtio,readonly=on")
 	}
 	for i, nic := range opts.NICs {
 		id := fmt.Sprintf("n%d", i)
