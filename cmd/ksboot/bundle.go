@@ -16,6 +16,7 @@ import (
 	"github.com/ksboot/ksboot/bootstrap/install/artifacts"
 	"github.com/ksboot/ksboot/cluster"
 	"github.com/ksboot/ksboot/image"
+	"github.com/ksboot/ksboot/internal/atomicfile"
 )
 
 type bundleOptions struct {
@@ -173,7 +174,7 @@ func download(ctx context.Context, s *streams, o *bundleOptions, c *cluster.Clus
 	if err != nil {
 		return "", err
 	}
-	if err := writeFileAtomic(filepath.Join(dir, artifacts.ManifestFile), data, 0o644); err != nil {
+	if err := atomicfile.Write(filepath.Join(dir, artifacts.ManifestFile), data, 0o644, 0o755); err != nil {
 		return "", err
 	}
 	return dir, nil
@@ -225,39 +226,11 @@ func removeTemps(dir string) error {
 		if err != nil {
 			return err
 		}
-		if d.Type().IsRegular() && strings.HasPrefix(d.Name(), artifacts.TempPrefix) {
+		if d.Type().IsRegular() && (strings.HasPrefix(d.Name(), artifacts.TempPrefix) || atomicfile.IsTemp(d.Name())) {
 			if err := os.Remove(p); err != nil {
 				return fmt.Errorf("removing a partial download: %w", err)
 			}
 		}
 		return nil
 	})
-}
-
-// writeFileAtomic writes through a synced temporary file renamed into place.
-func writeFileAtomic(path string, data []byte, mode fs.FileMode) error {
-	f, err := os.CreateTemp(filepath.Dir(path), artifacts.TempPrefix+filepath.Base(path)+"-*")
-	if err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	defer os.Remove(f.Name()) // a no-op after the rename
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err := f.Chmod(mode); err != nil {
-		f.Close()
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err := os.Rename(f.Name(), path); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	return nil
 }

@@ -9,7 +9,17 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 )
+
+// tempMark is in the name of every temporary file Write creates.
+const tempMark = ".ksboot-"
+
+// IsTemp reports whether a file name is one of Write's temporary files, which a crash can leave
+// behind; directories that must hold only known files remove them.
+func IsTemp(name string) bool {
+	return strings.HasPrefix(name, ".") && strings.Contains(name, tempMark)
+}
 
 // Write writes data to path with mode perm, creating missing parent directories with dirPerm.
 func Write(path string, data []byte, perm, dirPerm fs.FileMode) error {
@@ -17,7 +27,7 @@ func Write(path string, data []byte, perm, dirPerm fs.FileMode) error {
 	if err := os.MkdirAll(dir, dirPerm); err != nil {
 		return fmt.Errorf("writing %s: %w", path, err)
 	}
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".ksboot-*")
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+tempMark+"*")
 	if err != nil {
 		return fmt.Errorf("writing %s: %w", path, err)
 	}
