@@ -63,6 +63,7 @@ var steps = []step{
 	{"configure", Configure},
 	{"images", ImportImages},
 	{"verify", Verify},
+	{"cri", CRIReady},
 }
 
 // Run installs everything a node needs before kubeadm: OS packages, binaries, runtime

@@ -105,15 +105,22 @@ func Verify(ctx context.Context, o Options) error {
 	}
 	o.Logger.Info("installed versions", "versions", strings.Join(found, ", "))
 	o.say("verify: %s", joinNames(found))
-	return criReady(ctx, o)
+	return nil
 }
 
 // criPoll is the pause between CRI checks (tests shorten it).
 var criPoll = 2 * time.Second
 
-// criReady asks containerd over the CRI socket, as kubelet will, whether its runtime is ready.
+// CRIReady asks containerd over the CRI socket, as kubelet will, whether its runtime is ready.
 // containerd was just restarted, so a few refusals are expected; the wait is bounded.
-func criReady(ctx context.Context, o Options) error {
+func CRIReady(ctx context.Context, o Options) error {
+	o, err := o.prepare(ctx)
+	if err != nil {
+		return err
+	}
+	if o.dryRun() {
+		return nil
+	}
 	cmd := host.Cmd{Name: path.Join(BinDir, "crictl"), Args: []string{"--timeout", "10s", "info"}}
 	var last string
 	for attempt := 1; attempt <= 15; attempt++ {

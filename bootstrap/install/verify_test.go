@@ -56,9 +56,6 @@ func TestVerify(t *testing.T) {
 				}
 				f.stub.Register(patterns[b], out, err)
 			}
-			if tt.want == "" {
-				f.stub.Register(`^/usr/local/bin/crictl --timeout 10s info$`, `{"status":{"conditions":[{"type":"RuntimeReady","status":true}]}}`, nil)
-			}
 			err := Verify(context.Background(), f.opts)
 			if tt.want == "" {
 				if err != nil {
@@ -133,7 +130,7 @@ func TestVerifyCRINotReady(t *testing.T) {
 	criPoll = time.Millisecond
 	f := newFixture(t, nil)
 	f.stub.Allow(`^/usr/local/bin/crictl --timeout 10s info$`, `{"status":{"conditions":[{"type":"RuntimeReady","status":false}]}}`)
-	err := criReady(context.Background(), f.opts)
+	err := CRIReady(context.Background(), f.opts)
 	if err == nil || !strings.Contains(err.Error(), "RuntimeReady is not true") {
 		t.Fatalf("got %v", err)
 	}
