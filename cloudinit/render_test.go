@@ -2,7 +2,6 @@ package cloudinit
 
 import (
 	"bytes"
-	"flag"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,9 +11,8 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/ksboot/ksboot/cluster"
+	"github.com/ksboot/ksboot/internal/golden"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files under testdata/")
 
 const agentSum = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
 
@@ -23,7 +21,7 @@ const agentSum = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcd
 func testSecrets(t *testing.T) *cluster.Secrets {
 	t.Helper()
 	src := filepath.Join("testdata", "secrets")
-	if _, err := os.Stat(src); os.IsNotExist(err) && *update {
+	if _, err := os.Stat(src); os.IsNotExist(err) && golden.Updating() {
 		if _, _, err := cluster.LoadOrCreateSecrets(src); err != nil {
 			t.Fatal(err)
 		}
@@ -85,41 +83,14 @@ func render(t *testing.T, s *cluster.Secrets, tc renderCase) *Seed {
 	return seed
 }
 
-func golden(t *testing.T, name string, got []byte) {
-	t.Helper()
-	path := filepath.Join("testdata", name)
-	if *update {
-		if got == nil {
-			_ = os.Remove(path)
-			return
-		}
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if got == nil {
-		if err == nil {
-			t.Errorf("%s exists but nothing was rendered", path)
-		}
-		return
-	}
-	if err != nil {
-		t.Fatalf("reading golden file (run with -update to create it): %v", err)
-	}
-	if !bytes.Equal(want, got) {
-		t.Errorf("%s differs (run `go test ./cloudinit -update` if intended)\n--- got\n%s", path, got)
-	}
-}
-
 func TestRenderGolden(t *testing.T) {
 	s := testSecrets(t)
 	for _, tc := range renderCases {
 		t.Run(tc.name, func(t *testing.T) {
 			seed := render(t, s, tc)
-			golden(t, tc.name+".user-data", seed.UserData)
-			golden(t, tc.name+".meta-data", seed.MetaData)
-			golden(t, tc.name+".network-config", seed.NetworkConfig)
+			golden.Assert(t, tc.name+".user-data", seed.UserData)
+			golden.Assert(t, tc.name+".meta-data", seed.MetaData)
+			golden.Assert(t, tc.name+".network-config", seed.NetworkConfig)
 		})
 	}
 }

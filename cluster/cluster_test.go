@@ -1,32 +1,13 @@
 package cluster
 
 import (
-	"flag"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/ksboot/ksboot/internal/golden"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files under testdata/")
-
-// golden compares got with testdata/NAME, rewriting it under -update.
-func golden(t *testing.T, name string, got []byte) {
-	t.Helper()
-	path := filepath.Join("testdata", name)
-	if *update {
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("reading golden file (run with -update to create it): %v", err)
-	}
-	if string(want) != string(got) {
-		t.Errorf("%s differs from the output (run `go test ./cluster -update` if the change is intended)\n--- want\n%s\n--- got\n%s", path, want, got)
-	}
-}
 
 func TestValidFiles(t *testing.T) {
 	files, _ := filepath.Glob("testdata/valid/*.yaml")
@@ -75,7 +56,7 @@ func TestInvalidFiles(t *testing.T) {
 			for _, p := range ps.sorted() {
 				b.WriteString(p.String() + "\n")
 			}
-			golden(t, strings.TrimSuffix(f[len("testdata/"):], ".yaml")+".golden", []byte(b.String()))
+			golden.Assert(t, strings.TrimSuffix(f[len("testdata/"):], ".yaml")+".golden", []byte(b.String()))
 		})
 	}
 }
@@ -199,7 +180,7 @@ func TestSampleRoundTrip(t *testing.T) {
 		}
 	}
 	data, _ := MarshalCommented(Sample(SampleOptions{KubernetesVersion: "v1.26.5", KubeSphereVersion: "v3.4.0"}))
-	golden(t, "sample-v1.26.5-v3.4.0.yaml", data)
+	golden.Assert(t, "sample-v1.26.5-v3.4.0.yaml", data)
 }
 
 func TestFromKubeKey(t *testing.T) {
@@ -236,7 +217,7 @@ func TestFromKubeKey(t *testing.T) {
 	if _, _, err := Parse("imported.yaml", out); err != nil {
 		t.Fatalf("imported file does not validate: %v", err)
 	}
-	golden(t, "kubekey-imported.yaml", out)
+	golden.Assert(t, "kubekey-imported.yaml", out)
 }
 
 func TestExpandRanges(t *testing.T) {

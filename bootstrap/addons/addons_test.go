@@ -6,7 +6,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
-	"flag"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -21,9 +20,8 @@ import (
 
 	"github.com/ksboot/ksboot/bootstrap/addons/kube"
 	"github.com/ksboot/ksboot/cluster"
+	"github.com/ksboot/ksboot/internal/golden"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
 
 // testCluster is the built-in sample (node1 control plane, node2 and node3 workers) with a
 // change applied, defaulted again.
@@ -35,24 +33,6 @@ func testCluster(t *testing.T, change func(*cluster.Cluster)) *cluster.Cluster {
 	}
 	cluster.SetDefaults(c)
 	return c
-}
-
-func golden(t *testing.T, name string, got []byte) {
-	t.Helper()
-	path := filepath.Join("testdata", name)
-	if *update {
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -update to create it)", err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("%s differs from the generated manifest (run go test -update after checking the change):\n%s", path, diffLines(string(want), string(got)))
-	}
 }
 
 // diffLines shows the first differing lines; enough to see what changed.
@@ -102,7 +82,7 @@ func TestGoldenManifests(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			golden(t, tc.file, data)
+			golden.Assert(t, tc.file, data)
 			// What is rendered must parse back into the same objects.
 			back, err := kube.ParseYAML(tc.file, data)
 			if err != nil || len(back) != len(objs) {

@@ -3,7 +3,6 @@ package kubeadm
 import (
 	"bytes"
 	"errors"
-	"flag"
 	"io"
 	"os"
 	"path/filepath"
@@ -13,10 +12,9 @@ import (
 	"testing"
 
 	"github.com/ksboot/ksboot/cluster"
+	"github.com/ksboot/ksboot/internal/golden"
 	"gopkg.in/yaml.v3"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
 
 // Fixed secrets for golden files; real ones are random. The pin is of no real CA.
 const (
@@ -146,19 +144,7 @@ func TestRenderGolden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			golden := filepath.Join("testdata", tc.name+".yaml")
-			if *update {
-				if err := os.WriteFile(golden, got, 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, err := os.ReadFile(golden)
-			if err != nil {
-				t.Fatalf("%v (run go test -run TestRenderGolden -update to create it)", err)
-			}
-			if !bytes.Equal(got, want) {
-				t.Errorf("Render() differs from %s (run with -update if the change is intended):\n--- got\n%s\n--- want\n%s", golden, got, want)
-			}
+			golden.Assert(t, tc.name+".yaml", got)
 			checkDocuments(t, got, tc.role)
 		})
 	}

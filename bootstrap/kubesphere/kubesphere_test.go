@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"flag"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -19,9 +18,8 @@ import (
 
 	"github.com/ksboot/ksboot/bootstrap/addons/kube"
 	"github.com/ksboot/ksboot/cluster"
+	"github.com/ksboot/ksboot/internal/golden"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
 
 // testCluster is the built-in sample with KubeSphere of the given version and a change
 // applied, defaulted again.
@@ -33,30 +31,6 @@ func testCluster(t *testing.T, version string, change func(*cluster.Cluster)) *c
 	}
 	cluster.SetDefaults(c)
 	return c
-}
-
-func golden(t *testing.T, name string, got []byte) {
-	t.Helper()
-	path := filepath.Join("testdata", name)
-	if *update {
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -update to create it)", err)
-	}
-	if !bytes.Equal(got, want) {
-		w, g := strings.Split(string(want), "\n"), strings.Split(string(got), "\n")
-		for i := 0; i < len(w) && i < len(g); i++ {
-			if w[i] != g[i] {
-				t.Fatalf("%s differs at line %d (run go test -update after checking the change):\n  want: %s\n  got:  %s", path, i+1, w[i], g[i])
-			}
-		}
-		t.Fatalf("%s differs in length: %d lines, want %d (run go test -update after checking the change)", path, len(g), len(w))
-	}
 }
 
 func TestGoldenInstaller(t *testing.T) {
@@ -96,7 +70,7 @@ func TestGoldenInstaller(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			golden(t, tc.file, data)
+			golden.Assert(t, tc.file, data)
 		})
 	}
 }

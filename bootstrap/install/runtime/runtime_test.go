@@ -1,17 +1,14 @@
 package runtime
 
 import (
-	"bytes"
-	"flag"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/ksboot/ksboot/cluster"
+	"github.com/ksboot/ksboot/internal/golden"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
 
 // cases are the registry settings the golden files cover.
 var cases = []struct {
@@ -34,28 +31,6 @@ var cases = []struct {
 	}}},
 }
 
-// golden compares got with testdata/<name>, or rewrites it with -update.
-func golden(t *testing.T, name string, got []byte) {
-	t.Helper()
-	p := filepath.Join("testdata", name)
-	if *update {
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(p)
-	if err != nil {
-		t.Fatalf("%v (run go test -update to create it)", err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("%s differs from the golden file:\n--- got\n%s\n--- want\n%s", p, got, want)
-	}
-}
-
 // goldenName maps a node path to a file name under testdata/<case>/.
 func goldenName(c, nodePath string) string {
 	return filepath.Join(c, strings.ReplaceAll(strings.TrimPrefix(nodePath, "/"), ":", "_"))
@@ -73,7 +48,7 @@ func TestFilesGolden(t *testing.T) {
 				if c.name != "default" && !strings.HasPrefix(f.Path, "/etc/containerd/") {
 					continue
 				}
-				golden(t, goldenName(c.name, f.Path), f.Data)
+				golden.Assert(t, goldenName(c.name, f.Path), f.Data)
 			}
 		})
 	}
