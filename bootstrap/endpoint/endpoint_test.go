@@ -2,46 +2,14 @@ package endpoint
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/rsa"
-	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
 	"net"
-	"net/http"
-	"net/http/httptest"
 	"strconv"
 	"testing"
 	"time"
 
 	"github.com/ksboot/ksboot/cluster"
+	"github.com/ksboot/ksboot/test/testpki"
 )
-
-// apiServer is a TLS server on loopback whose certificate is signed by the cluster CA.
-func apiServer(t *testing.T, s *cluster.Secrets) *httptest.Server {
-	caBlock, _ := pem.Decode(s.CACert)
-	ca, _ := x509.ParseCertificate(caBlock.Bytes)
-	keyBlock, _ := pem.Decode(s.CAKey)
-	caKey, err := x509.ParsePKCS1PrivateKey(keyBlock.Bytes)
-	if err != nil {
-		t.Fatal(err)
-	}
-	key, _ := rsa.GenerateKey(rand.Reader, 2048)
-	der, err := x509.CreateCertificate(rand.Reader, &x509.Certificate{SerialNumber: big.NewInt(7),
-		Subject: pkix.Name{CommonName: "kube-apiserver"}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}},
-		ca, &key.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
-	srv.TLS = &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}
-	srv.StartTLS()
-	t.Cleanup(srv.Close)
-	return srv
-}
 
 func staticCluster(port int) *cluster.Cluster {
 	c := cluster.Sample(cluster.SampleOptions{Name: "demo"})
@@ -56,7 +24,7 @@ func TestStaticWorkerFindsVerifiedEndpoint(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := apiServer(t, s)
+	srv := testpki.APIServer(t, s)
 	_, portS, _ := net.SplitHostPort(srv.Listener.Addr().String())
 	port, _ := strconv.Atoi(portS)
 	c := staticCluster(port)

@@ -8,8 +8,6 @@ import (
 	"strings"
 	"testing"
 
-	diskfs "github.com/diskfs/go-diskfs"
-
 	"github.com/ksboot/ksboot/bootstrap/install/artifacts"
 	"github.com/ksboot/ksboot/bootstrap/install/artifacts/artifactstest"
 )
@@ -54,15 +52,7 @@ spec:
 // isoManifest reads manifest.json back from a bundle ISO.
 func isoManifest(t *testing.T, iso string) *artifacts.Manifest {
 	t.Helper()
-	d, err := diskfs.Open(iso, diskfs.WithOpenMode(diskfs.ReadOnly))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
-	fsys, err := d.GetFilesystem(0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	fsys := openISO(t, iso)
 	if got := strings.TrimSpace(fsys.Label()); got != artifacts.DefaultLabel {
 		t.Errorf("label %q, want %s", got, artifacts.DefaultLabel)
 	}

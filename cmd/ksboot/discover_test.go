@@ -1,62 +1,23 @@
 package main
 
 import (
-	"crypto/rand"
-	"crypto/rsa"
-	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
 	"net"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/ksboot/ksboot/cluster"
+	"github.com/ksboot/ksboot/test/testpki"
 )
-
-// servingCert signs a 127.0.0.1 serving certificate with the CA in s.
-func servingCert(t *testing.T, s *cluster.Secrets) tls.Certificate {
-	caBlock, _ := pem.Decode(s.CACert)
-	ca, err := x509.ParseCertificate(caBlock.Bytes)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyBlock, _ := pem.Decode(s.CAKey)
-	caKey, err := x509.ParsePKCS1PrivateKey(keyBlock.Bytes)
-	if err != nil {
-		t.Fatal(err)
-	}
-	key, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "kube-apiserver"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
-}
 
 func TestDiscoverStatic(t *testing.T) {
 	dir := t.TempDir()
-	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) }))
 	ours, err := loadSecrets(filepath.Join(dir, "demo-secrets"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv.TLS = &tls.Config{Certificates: []tls.Certificate{servingCert(t, ours)}}
-	srv.StartTLS()
-	defer srv.Close()
+	srv := testpki.APIServer(t, ours)
 	host, port, _ := net.SplitHostPort(srv.Listener.Addr().String())
 	file := filepath.Join(dir, "demo.yaml")
 	body := "apiVersion: ksboot.dev/v1alpha1\nkind: Cluster\nmetadata: {name: demo}\nspec:\n" +

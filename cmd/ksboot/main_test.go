@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	diskfs "github.com/diskfs/go-diskfs"
+	"github.com/diskfs/go-diskfs/filesystem"
 	"gopkg.in/yaml.v3"
 
 	"github.com/ksboot/ksboot/cloudinit"
@@ -130,15 +131,7 @@ func TestValidateReportsEverythingWithExitCode3(t *testing.T) {
 // isoFiles reads every file of an ISO with go-diskfs.
 func isoFiles(t *testing.T, path string) map[string][]byte {
 	t.Helper()
-	d, err := diskfs.Open(path, diskfs.WithOpenMode(diskfs.ReadOnly))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
-	fsys, err := d.GetFilesystem(0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	fsys := openISO(t, path)
 	entries, err := fsys.ReadDir(".")
 	if err != nil {
 		t.Fatal(err)
@@ -152,6 +145,21 @@ func isoFiles(t *testing.T, path string) map[string][]byte {
 		out[e.Name()] = data
 	}
 	return out
+}
+
+// openISO opens an image with go-diskfs, read-only, for the rest of the test.
+func openISO(t *testing.T, path string) filesystem.FileSystem {
+	t.Helper()
+	d, err := diskfs.Open(path, diskfs.WithOpenMode(diskfs.ReadOnly))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = d.Close() })
+	fsys, err := d.GetFilesystem(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fsys
 }
 
 // nodeConfigFromUserData extracts /etc/ksboot/node.yaml from a rendered user-data.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -152,7 +153,7 @@ func notReady(t discovery.Table, n int) string {
 	if len(waiting) == 0 {
 		return "no nodes seen"
 	}
-	return fmt.Sprint(waiting)
+	return strings.Join(waiting, "; ")
 }
 
 func writeTable(s *streams, o *watchOptions, t discovery.Table, live bool) error {
