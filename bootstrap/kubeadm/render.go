@@ -35,6 +35,31 @@ type initConfiguration struct {
 	NodeRegistration nodeRegistration `yaml:"nodeRegistration"`
 	LocalAPIEndpoint apiEndpoint      `yaml:"localAPIEndpoint"`
 	CertificateKey   string           `yaml:"certificateKey,omitempty"`
+	Timeouts         timeouts         `yaml:"timeouts"`
+}
+
+// timeouts is v1beta4's Timeouts: how long kubeadm itself waits. Its defaults (4 minutes for
+// the control plane to answer, 5 for discovery and TLS bootstrap) assume an operator at a
+// terminal who retries; a self-bootstrapping node on slow hardware (a small ARM board, a VM
+// without hardware virtualisation) has nobody to retry for it, and an init that gives up at 4
+// minutes leaves a half-made control plane. So ksboot waits longer and reports progress itself.
+type timeouts struct {
+	ControlPlaneComponentHealthCheck string `yaml:"controlPlaneComponentHealthCheck"`
+	KubeletHealthCheck               string `yaml:"kubeletHealthCheck"`
+	KubernetesAPICall                string `yaml:"kubernetesAPICall"`
+	EtcdAPICall                      string `yaml:"etcdAPICall"`
+	TLSBootstrap                     string `yaml:"tlsBootstrap"`
+	Discovery                        string `yaml:"discovery"`
+}
+
+// kubeadmTimeouts are the waits ksboot gives kubeadm: three to four times its defaults.
+var kubeadmTimeouts = timeouts{
+	ControlPlaneComponentHealthCheck: "15m0s",
+	KubeletHealthCheck:               "10m0s",
+	KubernetesAPICall:                "2m0s",
+	EtcdAPICall:                      "5m0s",
+	TLSBootstrap:                     "15m0s",
+	Discovery:                        "15m0s",
 }
 
 type bootstrapToken struct {
@@ -110,6 +135,7 @@ type joinConfiguration struct {
 	NodeRegistration nodeRegistration  `yaml:"nodeRegistration"`
 	Discovery        discovery         `yaml:"discovery"`
 	ControlPlane     *joinControlPlane `yaml:"controlPlane,omitempty"`
+	Timeouts         timeouts          `yaml:"timeouts"`
 }
 
 type discovery struct {
@@ -180,6 +206,7 @@ func initDocuments(p Params) []any {
 		NodeRegistration: p.nodeRegistration(),
 		LocalAPIEndpoint: apiEndpoint{AdvertiseAddress: p.AdvertiseAddress, BindPort: p.BindPort},
 		CertificateKey:   p.CertificateKey,
+		Timeouts:         kubeadmTimeouts,
 	}
 	cc := clusterConfiguration{
 		typeMeta: typeMeta{KubeadmAPIVersion, "ClusterConfiguration"},
@@ -217,6 +244,7 @@ func joinDocument(p Params) joinConfiguration {
 			APIServerEndpoint: p.APIServerEndpoint,
 			CACertHashes:      p.CACertHashes,
 		}},
+		Timeouts: kubeadmTimeouts,
 	}
 	if p.Role == RoleControlPlane {
 		jc.ControlPlane = &joinControlPlane{
