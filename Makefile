@@ -16,6 +16,7 @@ help:
 	@echo "make test-short unit tests only"
 	@echo "make verify     gofmt, go vet, staticcheck, go mod tidy"
 	@echo "make bench      benchmarks with figures (build-seed vs cloud-localds, ...)"
+	@echo "make e2e        the black-box VM scenarios (test/e2e/scenarios; E2E=name,name to choose)"
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/ksboot
@@ -40,6 +41,12 @@ verify:
 	$(GO) vet ./...
 	$(STATICCHECK) ./...
 	$(GO) mod tidy -diff
+
+# The black-box suite: three qemu guests per scenario form a real cluster (tens of minutes each
+# under TCG). E2E selects scenarios by name (test/e2e/scenarios/*.yaml), comma-separated.
+E2E ?= mdns-cluster,baseline,static-order-reset,foreign-ca
+e2e: k8s-binaries
+	KSBOOT_E2E=$(E2E) $(GO) test -v -count=1 -timeout 6h -run TestE2E ./test/e2e
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime 60s ./cluster/

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/ksboot/ksboot/bootstrap/addons"
 	"github.com/ksboot/ksboot/bootstrap/endpoint"
@@ -13,7 +14,10 @@ import (
 	"github.com/ksboot/ksboot/bootstrap/kubesphere"
 	"github.com/ksboot/ksboot/bootstrap/osconfig"
 	"github.com/ksboot/ksboot/bootstrap/preflight"
+	"github.com/ksboot/ksboot/bootstrap/state"
 	"github.com/ksboot/ksboot/bootstrap/workflow"
+	"github.com/ksboot/ksboot/cluster"
+	"github.com/ksboot/ksboot/discovery"
 )
 
 // Phases is the agent's workflow, in order. Each phase is a thin adapter: the work is done by
@@ -92,7 +96,7 @@ func runInstall(ctx context.Context, n *Node) error {
 func runDiscover(ctx context.Context, n *Node) error {
 	res, err := endpoint.Resolve(ctx, endpoint.Options{Config: n.Config, Logger: n.Logger, Timeout: n.DiscoverTimeout,
 		Interface:    mdnsInterface(n.Config, n.Name),
-		JoinedPhases: JoinedOrLater, DryRun: n.DryRun})
+		JoinedPhases: JoinedOrLater, DryRun: n.DryRun, Progress: discoverProgress(n)})
 	if err != nil {
 		return workflow.WithHint(err, "check the network between the nodes (ksboot watch, ksboot discover --config /etc/ksboot/node.yaml)")
 	}
@@ -104,6 +108,42 @@ func runDiscover(ctx context.Context, n *Node) error {
 	}
 	fmt.Fprintln(n.Console, "ksboot: no running control plane of this cluster: this node initialises it")
 	return osconfig.Hosts(n.Root, osconfig.HostsEntries(n.Config, n.AdvertiseAddress()))
+}
+
+// discoverProgress reports, while the node waits for its control plane, what is in the way:
+// nodes of a same-named cluster with another CA, or endpoints that failed verification. Each
+// new problem goes to the console once and into status.json's error, which the announcement
+// carries (err=) to `ksboot watch`; a node stuck behind a wrong seed says so long before its
+// wait ends.
+func discoverProgress(n *Node) func(discovery.Progress) {
+	last := ""
+	return func(p discovery.Progress) {
+		var problem string
+		switch {
+		case len(p.Rejected) > 0:
+			r := p.Rejected[len(p.Rejected)-1]
+			problem = "waiting for the control plane: refused " + r.String()
+			if r.Peer.Node == "" { // a static endpoint: the message does not name it
+				problem = fmt.Sprintf("waiting for the control plane: refused %s: %v", r.Addr, r.Err)
+			}
+		case len(p.Foreign) > 0:
+			peers := make([]string, len(p.Foreign))
+			for i, f := range p.Foreign {
+				peers[i] = f.String()
+			}
+			problem = fmt.Sprintf("waiting for the control plane: ignoring %d node(s) announcing cluster %q with a different CA (CA id %s, this seed's is %s): %s",
+				len(p.Foreign), n.Config.Cluster.Metadata.Name, p.Foreign[0].ID, cluster.ClusterID(n.Config.Secrets.CACertHash), strings.Join(peers, ", "))
+		}
+		if problem == "" || problem == last {
+			return
+		}
+		last = problem
+		fmt.Fprintf(n.Console, "ksboot: %s\n", problem)
+		n.Status.Error, n.Status.Updated = problem, time.Now().UTC()
+		if err := state.Write(string(n.Root), n.Status); err != nil {
+			n.Logger.Warn("cannot record discovery progress", "error", err)
+		}
+	}
 }
 
 // initializes is true on the node that ran kubeadm init: it finishes the cluster.
@@ -129,7 +169,8 @@ func runAddons(ctx context.Context, n *Node) error {
 }
 
 func runKubeSphere(ctx context.Context, n *Node) error {
-	opts := kubesphere.Options{Cluster: &n.Config.Cluster, ConsoleAddress: n.AdvertiseAddress(), Root: string(n.Root), Logger: n.Logger}
+	opts := kubesphere.Options{Cluster: &n.Config.Cluster, ConsoleAddress: n.AdvertiseAddress(), Root: string(n.Root), Logger: n.Logger,
+		Timeout: n.Config.Cluster.Spec.KubeSphere.WaitTimeout()}
 	if n.DryRun {
 		f, err := kubesphere.Render(ctx, n.Root.Path(ManifestsDir), opts)
 		if err == nil {

@@ -1,5 +1,7 @@
 package cluster
 
+import "time"
+
 // APIVersion and Kind identify a ksboot cluster file. The group mirrors KubeKey's
 // kubekey.kubesphere.io/v1alpha2 Cluster so that KubeKey users recognise the shape.
 const (
@@ -129,6 +131,18 @@ type KubeSphere struct {
 	Chart string `yaml:"chart,omitempty"`
 	// Configuration is passed through: the ClusterConfiguration spec (v3) or chart values (v4).
 	Configuration map[string]any `yaml:"configuration,omitempty"`
+	// Timeout bounds the wait for KubeSphere to come up ("45m"); empty is the agent's
+	// default (30m). A slow registry or slow machines need more.
+	Timeout string `yaml:"timeout,omitempty"`
+}
+
+// WaitTimeout is Timeout as a duration; zero when empty or invalid (Validate reports that).
+func (k KubeSphere) WaitTimeout() time.Duration {
+	d, err := time.ParseDuration(k.Timeout)
+	if err != nil || d <= 0 {
+		return 0
+	}
+	return d
 }
 
 // Discovery says how nodes find the control plane.

@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"time"
 )
 
 // PreflightChecks names the node checks of the agent's preflight phase, in the order they run.
@@ -312,6 +313,11 @@ func (v *validator) registry(c *Cluster) {
 
 func (v *validator) kubesphere(c *Cluster) {
 	ks := c.Spec.KubeSphere
+	if ks.Timeout != "" {
+		if d, err := time.ParseDuration(ks.Timeout); err != nil || d <= 0 {
+			v.errorf("spec.kubesphere.timeout", "%q is not a positive duration like 45m", ks.Timeout)
+		}
+	}
 	if !ks.Enabled {
 		return
 	}

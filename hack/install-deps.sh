@@ -7,6 +7,7 @@ pkgs=(
   cloud-init cloud-image-utils                     # cloud-init schema / net-convert, cloud-localds
   qemu-system-x86 qemu-utils mmdebstrap            # real guests under TCG
   iproute2 ca-certificates git make                # network namespaces, tc netem
+  dnsmasq-base                                     # DHCP on the e2e suite's private guest segment
 )
 missing=()
 for p in "${pkgs[@]}"; do

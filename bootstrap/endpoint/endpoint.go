@@ -28,6 +28,8 @@ type Options struct {
 	Interface string
 	// DryRun returns the configured endpoint without touching the network.
 	DryRun bool
+	// Progress, if set, is called after every query round (discovery.Options.Progress).
+	Progress func(discovery.Progress)
 }
 
 // Result is what the node will use.
@@ -52,6 +54,7 @@ func Resolve(ctx context.Context, o Options) (Result, error) {
 	opts := discovery.OptionsFromNodeConfig(nc)
 	opts.Logger = o.Logger
 	opts.Timeout = o.Timeout
+	opts.Progress = o.Progress
 	if o.Interface != "" {
 		opts.Interface = o.Interface
 	}

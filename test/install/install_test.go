@@ -1,21 +1,15 @@
 package install
 
 import (
-	"archive/tar"
-	"bufio"
-	"bytes"
-	"compress/gzip"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -25,15 +19,12 @@ import (
 	"github.com/ksboot/ksboot/bootstrap/kubeadm"
 	"github.com/ksboot/ksboot/bootstrap/state"
 	"github.com/ksboot/ksboot/image"
+	"github.com/ksboot/ksboot/test/bundle"
 	"github.com/ksboot/ksboot/test/ksbootbin"
 	"github.com/ksboot/ksboot/test/vm"
 )
 
 const k8sVersion = "v1.37.2"
-
-// guestOS is the bundle's package directory for the guest (Debian 12), as the install phase
-// matches it against os-release.
-const guestOS = "debian-12"
 
 // clusterFile is one control plane that initialises the cluster, with static discovery (its
 // own address; nothing to wait for), the bundle found by its label, and the checks a small TCG
@@ -72,11 +63,10 @@ func TestInstallFromBundle(t *testing.T) {
 		}
 	}
 	bin, sum := ksbootbin.Build(t, "v0.0.0-installtest")
-	dirs := buildArtifacts(t)
 	img := vm.GuestImage(t, vm.ImageOptions{HaltOn: kubeadm.ConfigPath})
 	t.Logf("guest image %s (built in %s; 0 = cached)", img.Key, img.BuildTime.Round(time.Second))
 
-	bdir := bundleDir(t, img, dirs)
+	bdir := bundle.Dir(t, img, bundle.Options{KubernetesVersion: k8sVersion})
 	work := t.TempDir()
 	m, files, err := image.ReadBundleDir(bdir, image.BundleSpec{KubernetesVersion: k8sVersion, Arches: []string{"amd64"}})
 	if err != nil {
@@ -194,217 +184,6 @@ func checkGuest(t *testing.T, g *vm.Guest, m *artifacts.Manifest, agentSum strin
 	if !regexp.MustCompile(`(?m)^runtime-endpoint: unix:///run/containerd/containerd\.sock`).Match(read("/etc/crictl.yaml")) {
 		t.Error("/etc/crictl.yaml does not point crictl at containerd")
 	}
-}
-
-// buildArtifacts runs hack/build-artifacts.sh (cached builds from the Go modules) and returns
-// each component's binary directory.
-func buildArtifacts(t *testing.T) map[string]string {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Minute)
-	defer cancel()
-	script := filepath.Join(ksbootbin.RepoRoot(t), "hack", "build-artifacts.sh")
-	cmd := exec.CommandContext(ctx, script)
-	cmd.Env = append(os.Environ(), "K8S_VERSION="+k8sVersion,
-		"CONTAINERD_VERSION="+artifacts.DefaultContainerdVersion, "RUNC_VERSION="+artifacts.DefaultRuncVersion,
-		"CRICTL_VERSION="+artifacts.DefaultCrictlVersion, "CNI_PLUGINS_VERSION="+artifacts.DefaultCNIPluginsVersion)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("%s: %v\n%s", script, err, stderr.String())
-	}
-	dirs := map[string]string{}
-	sc := bufio.NewScanner(bytes.NewReader(out))
-	for sc.Scan() {
-		if name, dir, ok := strings.Cut(sc.Text(), " "); ok {
-			dirs[name] = dir
-		}
-	}
-	for _, n := range []string{"kubernetes", "containerd", "runc", "cri-tools", "cni-plugins"} {
-		if dirs[n] == "" {
-			t.Fatalf("%s printed no directory for %s:\n%s", script, n, out)
-		}
-	}
-	return dirs
-}
-
-// bundleDir lays out the bundle directory (without manifest: image.ReadBundleDir writes it
-// from the paths) under ${XDG_CACHE_HOME:-~/.cache}/ksboot/bundle/<key>/, where the key covers
-// the guest image (whose dpkg status decides the packages) and every input binary. It is built
-// in a temporary directory renamed into place, so a cached directory is always complete.
-func bundleDir(t *testing.T, img *vm.Image, dirs map[string]string) string {
-	t.Helper()
-	base, err := os.UserCacheDir()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cache := filepath.Join(base, "ksboot", "bundle")
-	if err := os.MkdirAll(cache, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	h := sha256.New()
-	fmt.Fprintf(h, "v1 %s %s\n", img.Key, k8sVersion)
-	names := slices.Sorted(func(yield func(string) bool) {
-		for n := range dirs {
-			if !yield(n) {
-				return
-			}
-		}
-	})
-	for _, n := range names {
-		entries, err := os.ReadDir(dirs[n])
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, e := range entries {
-			if fi, err := e.Info(); err == nil && fi.Mode().IsRegular() {
-				fmt.Fprintf(h, "%s/%s %d %d\n", n, e.Name(), fi.Size(), fi.ModTime().UnixNano())
-			}
-		}
-	}
-	final := filepath.Join(cache, hex.EncodeToString(h.Sum(nil))[:16])
-	if _, err := os.Stat(filepath.Join(final, "complete")); err == nil {
-		return filepath.Join(final, "bundle")
-	}
-	start := time.Now()
-	tmp, err := os.MkdirTemp(cache, ".tmp-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer os.RemoveAll(tmp)
-	dir := filepath.Join(tmp, "bundle")
-	put := func(a artifacts.Artifact, data []byte) {
-		p, err := image.BundlePath(a)
-		if err != nil {
-			t.Fatal(err)
-		}
-		full := filepath.Join(dir, filepath.FromSlash(p))
-		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(full, data, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	read := func(p string) []byte {
-		b, err := os.ReadFile(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return b
-	}
-	for _, a := range artifacts.Components(k8sVersion, "amd64") {
-		switch a.Name {
-		case artifacts.Kubeadm, artifacts.Kubelet, artifacts.Kubectl:
-			put(a, read(filepath.Join(dirs["kubernetes"], a.Name)))
-		case artifacts.Runc:
-			put(a, read(filepath.Join(dirs["runc"], "runc")))
-		case artifacts.Containerd:
-			// The release tarball's layout: bin/<binary>.
-			put(a, tarGz(t, dirs["containerd"], "bin/", "containerd", "containerd-shim-runc-v2", "ctr"))
-		case artifacts.Crictl:
-			put(a, tarGz(t, dirs["cri-tools"], "", "crictl"))
-		case artifacts.CNIPlugins:
-			entries, err := os.ReadDir(dirs["cni-plugins"])
-			if err != nil {
-				t.Fatal(err)
-			}
-			var plugins []string
-			for _, e := range entries {
-				plugins = append(plugins, e.Name())
-			}
-			put(a, tarGz(t, dirs["cni-plugins"], "./", plugins...))
-		}
-	}
-	downloadPackages(t, img, filepath.Join(dir, image.PackagesDir, guestOS))
-	if err := os.WriteFile(filepath.Join(tmp, "complete"), nil, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chmod(tmp, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.RemoveAll(final); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(tmp, final); err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("bundle directory %s laid out in %s", final, time.Since(start).Round(time.Second))
-	return filepath.Join(final, "bundle")
-}
-
-// tarGz packs files of dir into a gzipped tarball under prefix, as release tarballs are made.
-func tarGz(t *testing.T, dir, prefix string, names ...string) []byte {
-	t.Helper()
-	var buf bytes.Buffer
-	gz := gzip.NewWriter(&buf)
-	tw := tar.NewWriter(gz)
-	for _, n := range names {
-		f, err := os.Open(filepath.Join(dir, n))
-		if err != nil {
-			t.Fatal(err)
-		}
-		fi, err := f.Stat()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := tw.WriteHeader(&tar.Header{Name: prefix + n, Mode: 0o755, Size: fi.Size(), ModTime: fi.ModTime(), Typeflag: tar.TypeReg}); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := io.Copy(tw, f); err != nil {
-			t.Fatal(err)
-		}
-		f.Close()
-	}
-	if err := tw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if err := gz.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return buf.Bytes()
-}
-
-// downloadPackages fetches, through the host's configured apt sources, the packages the install
-// phase requires and every dependency the guest image lacks: apt resolves them against the
-// guest's own dpkg status (read from its disk with debugfs), not the host's.
-func downloadPackages(t *testing.T, img *vm.Image, dst string) {
-	t.Helper()
-	work := t.TempDir()
-	status, err := exec.Command("debugfs", "-R", "cat /var/lib/dpkg/status", img.Root).Output()
-	if err != nil || len(status) == 0 {
-		t.Fatalf("reading the guest's dpkg status with debugfs: %v", err)
-	}
-	statusFile := filepath.Join(work, "status")
-	if err := os.WriteFile(statusFile, status, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	archives := filepath.Join(work, "archives")
-	for _, d := range []string{filepath.Join(archives, "partial"), filepath.Join(work, "cache"), dst} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
-	args := append([]string{"install", "--download-only", "-y", "--no-install-recommends",
-		"-o", "Dir::State::Status=" + statusFile, "-o", "Dir::Cache=" + filepath.Join(work, "cache"),
-		"-o", "Dir::Cache::Archives=" + archives, "-o", "Debug::NoLocking=1"}, install.RequiredPackages["debian"]...)
-	cmd := exec.CommandContext(ctx, "apt-get", args...)
-	cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("apt-get %s: %v\n%s\n(run apt-get update if the host has no package lists)", strings.Join(args, " "), err, out)
-	}
-	debs, _ := filepath.Glob(filepath.Join(archives, "*.deb"))
-	if len(debs) == 0 {
-		t.Fatal("apt-get downloaded no packages; the guest image already has them all?")
-	}
-	for _, d := range debs {
-		if err := os.Rename(d, filepath.Join(dst, filepath.Base(d))); err != nil {
-			t.Fatal(err)
-		}
-	}
-	t.Logf("downloaded %d Debian packages for the guest", len(debs))
 }
 
 func tail(s string, n int) string {

@@ -4,6 +4,8 @@
 package testpki
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/tls"
@@ -16,6 +18,9 @@ import (
 	"net/http/httptest"
 	"testing"
 	"time"
+
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
 	"github.com/ksboot/ksboot/cluster"
 )
@@ -62,4 +67,53 @@ func APIServer(t testing.TB, s *cluster.Secrets) *httptest.Server {
 	srv.StartTLS()
 	t.Cleanup(srv.Close)
 	return srv
+}
+
+// AdminKubeconfig writes to path a kubeconfig for server ("https://10.77.0.10:6443") with a
+// client certificate in system:masters signed by the cluster CA in s, as kubeadm's admin.conf
+// would hold. It is valid for a day.
+func AdminKubeconfig(t testing.TB, s *cluster.Secrets, server, path string) {
+	t.Helper()
+	caBlock, _ := pem.Decode(s.CACert)
+	keyBlock, _ := pem.Decode(s.CAKey)
+	if caBlock == nil || keyBlock == nil {
+		t.Fatal("the cluster secrets hold no PEM CA certificate and key")
+	}
+	ca, err := x509.ParseCertificate(caBlock.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caKey, err := x509.ParsePKCS1PrivateKey(keyBlock.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.CreateCertificate(rand.Reader, &x509.Certificate{
+		SerialNumber: big.NewInt(time.Now().UnixNano()),
+		Subject:      pkix.Name{CommonName: "ksboot-e2e-admin", Organization: []string{"system:masters"}},
+		NotBefore:    time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		KeyUsage:    x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}, ca, &key.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kc := clientcmdapi.NewConfig()
+	kc.Clusters["ksboot"] = &clientcmdapi.Cluster{Server: server, CertificateAuthorityData: s.CACert}
+	kc.AuthInfos["admin"] = &clientcmdapi.AuthInfo{
+		ClientCertificateData: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+		ClientKeyData:         pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}),
+	}
+	kc.Contexts["admin@ksboot"] = &clientcmdapi.Context{Cluster: "ksboot", AuthInfo: "admin"}
+	kc.CurrentContext = "admin@ksboot"
+	if err := clientcmd.WriteToFile(*kc, path); err != nil {
+		t.Fatal(err)
+	}
 }

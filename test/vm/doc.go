@@ -6,10 +6,14 @@
 //     host's own apt sources and cached under ${XDG_CACHE_HOME:-$HOME/.cache}/ksboot/guest/<key>/,
 //     where the key covers the whole recipe (GuestImage);
 //   - private network segments: a network namespace per segment in which qemu's socket-multicast
-//     NICs form one Ethernet segment that cannot leave the namespace (NewSegment);
+//     NICs form one Ethernet segment that cannot leave the namespace (NewSegment), or in which a
+//     bridge with one tap device per NIC carries the segment and the host side takes part with
+//     an address of its own and, if asked, dnsmasq as DHCP server (NewBridgedSegment; processes
+//     started with Segment.Command see the guests);
 //   - guests: one qemu process per guest with its own copy-on-write disk over the cached image,
 //     a cloud-init seed, a serial log, and bounded waits (Start, WaitSerial, WaitPoweroff);
-//     after power-off the guest's disk is read with debugfs, never mounted (ReadFile).
+//     a power cut and restart on the same disk (HardReset); after power-off (or Stop) the
+//     guest's disk is read with debugfs, never mounted (ReadFile).
 //
 // The image is made for tests, not for users: cloud-init looks only for NoCloud seeds,
 // journald forwards service output to the serial console, and a systemd path unit powers the

@@ -76,10 +76,12 @@ type Guest struct {
 	diskFmt string
 	started time.Time
 
+	argv []string // qemu's command line, for HardReset
+
+	mu   sync.Mutex
 	cmd  *exec.Cmd
 	done chan struct{} // closed when qemu has exited and exitErr/ended are set
 
-	mu      sync.Mutex
 	exitErr error
 	ended   time.Time
 	hwmKiB  int64
@@ -156,7 +158,6 @@ func start(t testing.TB, img *Image, opts Options) (*Guest, error) {
 		dir:     dir,
 		serial:  filepath.Join(dir, "serial.log"),
 		qemuLog: filepath.Join(dir, "qemu.log"),
-		done:    make(chan struct{}),
 	}
 	if err := g.makeDisk(img, opts.DiskMiB); err != nil {
 		return nil, fmt.Errorf("guest %s: %w", name, err)
@@ -181,7 +182,9 @@ func start(t testing.TB, img *Image, opts Options) (*Guest, error) {
 		}, opts.KernelArgs...), " "),
 		"-drive", "file=" + qemuOpt(g.disk) + ",format=" + g.diskFmt + ",if=virtio,cache=unsafe",
 		"-device", "virtio-rng-pci",
-		"-serial", "file:" + g.serial, // the legacy file: syntax takes the rest verbatim
+		// append=on: a guest that is hard-reset (HardReset) continues the same log.
+		"-chardev", "file,id=ser0,append=on,path=" + qemuOpt(g.serial),
+		"-serial", "chardev:ser0",
 	}
 	switch seedAs {
 	case "cdrom":
@@ -194,8 +197,12 @@ func start(t testing.TB, img *Image, opts Options) (*Guest, error) {
 	}
 	for i, nic := range opts.NICs {
 		id := fmt.Sprintf("n%d", i)
+		netdev, err := seg.netdev(id)
+		if err != nil {
+			return nil, fmt.Errorf("guest %s: %w", name, err)
+		}
 		args = append(args,
-			"-netdev", seg.netdev(id),
+			"-netdev", netdev,
 			"-device", "virtio-net-pci,netdev="+id+",mac="+nic.MAC)
 	}
 	argv := append([]string{"qemu-system-x86_64"}, args...)
@@ -204,39 +211,93 @@ func start(t testing.TB, img *Image, opts Options) (*Guest, error) {
 		argv = append([]string{"ip", "netns", "exec", seg.ns}, argv...)
 	}
 
-	logf, err := os.Create(g.qemuLog)
-	if err != nil {
-		return nil, fmt.Errorf("guest %s: %w", name, err)
+	g.argv = argv
+	if err := g.launch(); err != nil {
+		return nil, err
 	}
-	g.cmd = exec.Command(argv[0], argv[1:]...)
-	g.cmd.Stdout = logf
-	g.cmd.Stderr = logf
-	g.cmd.SysProcAttr = &syscall.SysProcAttr{
+	t.Logf("guest %s: qemu pid %d started (%d MiB, %d vCPU, %d NIC); serial log %s",
+		name, g.cmd.Process.Pid, mem, cpus, len(opts.NICs), g.serial)
+	t.Cleanup(func() { g.cleanup(t) })
+	return g, nil
+}
+
+// launch starts qemu with g.argv, appending its output to the qemu log.
+func (g *Guest) launch() error {
+	logf, err := os.OpenFile(g.qemuLog, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return fmt.Errorf("guest %s: %w", g.name, err)
+	}
+	cmd := exec.Command(g.argv[0], g.argv[1:]...)
+	cmd.Stdout = logf
+	cmd.Stderr = logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{
 		Setpgid: true,
 		// If the test binary dies without cleanup (a -timeout panic), qemu dies with it.
 		Pdeathsig: syscall.SIGKILL,
 	}
-	fmt.Fprintf(logf, "+ %s\n", shellJoin(argv))
-	if err := g.cmd.Start(); err != nil {
+	fmt.Fprintf(logf, "+ %s\n", shellJoin(g.argv))
+	if err := cmd.Start(); err != nil {
 		logf.Close()
-		return nil, fmt.Errorf("guest %s: starting qemu: %w", name, err)
+		return fmt.Errorf("guest %s: starting qemu: %w", g.name, err)
 	}
-	g.started = time.Now()
-	t.Logf("guest %s: qemu pid %d started (%d MiB, %d vCPU, %d NIC); serial log %s",
-		name, g.cmd.Process.Pid, mem, cpus, len(opts.NICs), g.serial)
-
-	go g.sampleRSS()
+	done := make(chan struct{})
+	g.mu.Lock()
+	g.cmd, g.done, g.exitErr, g.ended = cmd, done, nil, time.Time{}
+	if g.started.IsZero() {
+		g.started = time.Now()
+	}
+	g.mu.Unlock()
+	go g.sampleRSS(cmd.Process.Pid, done)
 	go func() {
-		err := g.cmd.Wait()
+		err := cmd.Wait()
 		logf.Close()
 		g.mu.Lock()
 		g.exitErr = err
 		g.ended = time.Now()
 		g.mu.Unlock()
-		close(g.done)
+		close(done)
 	}()
-	t.Cleanup(func() { g.cleanup(t) })
-	return g, nil
+	return nil
+}
+
+// HardReset cuts the guest's power and switches it on again, as a reset button does: qemu is
+// killed and started again on the same disk, so what the guest had not written back is lost.
+// The serial log continues; Runtime keeps counting from the first power-on.
+func (g *Guest) HardReset(t testing.TB) {
+	t.Helper()
+	g.kill(t)
+	g.mu.Lock()
+	g.rawDisk = ""
+	g.mu.Unlock()
+	if err := g.launch(); err != nil {
+		t.Fatalf("hard reset: %v", err)
+	}
+	t.Logf("guest %s: hard reset after %s (qemu pid %d)", g.name, g.Runtime().Round(time.Second), g.cmd.Process.Pid)
+}
+
+// Stop switches the guest off at once (no shutdown), so that its disk can be read.
+func (g *Guest) Stop(t testing.TB) {
+	t.Helper()
+	g.kill(t)
+}
+
+// kill kills qemu's process group and waits for it.
+func (g *Guest) kill(t testing.TB) {
+	g.mu.Lock()
+	cmd, done := g.cmd, g.done
+	g.mu.Unlock()
+	select {
+	case <-done:
+		return
+	default:
+	}
+	// The negative pid is the process group: qemu and anything it started.
+	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Errorf("guest %s: qemu pid %d did not exit 30 s after SIGKILL", g.name, cmd.Process.Pid)
+	}
 }
 
 // makeDisk creates the guest's copy-on-write disk: a qcow2 overlay over the cached image, or,
@@ -268,8 +329,8 @@ func (g *Guest) makeDisk(img *Image, diskMiB int) error {
 
 // sampleRSS records qemu's peak resident size (VmHWM) until it exits. VmHWM only grows, so the
 // last sample before exit is the peak.
-func (g *Guest) sampleRSS() {
-	path := fmt.Sprintf("/proc/%d/status", g.cmd.Process.Pid)
+func (g *Guest) sampleRSS(pid int, done <-chan struct{}) {
+	path := fmt.Sprintf("/proc/%d/status", pid)
 	tick := time.NewTicker(250 * time.Millisecond)
 	defer tick.Stop()
 	for {
@@ -286,25 +347,22 @@ func (g *Guest) sampleRSS() {
 			}
 		}
 		select {
-		case <-g.done:
+		case <-done:
 			return
 		case <-tick.C:
 		}
 	}
 }
 
+// doneChan is closed when the current qemu process has exited.
+func (g *Guest) doneChan() <-chan struct{} {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.done
+}
+
 func (g *Guest) cleanup(t testing.TB) {
-	select {
-	case <-g.done:
-	default:
-		// The negative pid is the process group: qemu and anything it started.
-		_ = syscall.Kill(-g.cmd.Process.Pid, syscall.SIGKILL)
-		select {
-		case <-g.done:
-		case <-time.After(30 * time.Second):
-			t.Errorf("guest %s: qemu pid %d did not exit 30 s after SIGKILL", g.name, g.cmd.Process.Pid)
-		}
-	}
+	g.kill(t)
 	if t.Failed() {
 		t.Logf("guest %s: last %d lines of the serial log:\n%s", g.name, tailLines, g.serialTail())
 		t.Logf("guest %s: qemu output:\n%s", g.name, tailFile(g.qemuLog, 20))
@@ -330,7 +388,7 @@ func (g *Guest) WaitPoweroff(ctx context.Context) error {
 	ctx, cancel := withDefaultDeadline(ctx)
 	defer cancel()
 	select {
-	case <-g.done:
+	case <-g.doneChan():
 	case <-ctx.Done():
 		return fmt.Errorf("guest %s: no power-off %s after boot (%w); last %d lines of the serial log:\n%s",
 			g.name, time.Since(g.started).Round(time.Second), ctx.Err(), tailLines, g.serialTail())
@@ -386,7 +444,7 @@ func (g *Guest) WaitSerial(ctx context.Context, re *regexp.Regexp) error {
 		case <-ctx.Done():
 			return fmt.Errorf("guest %s: serial log did not match %q within %s of boot (%w); last %d lines of the serial log:\n%s",
 				g.name, re, time.Since(g.started).Round(time.Second), ctx.Err(), tailLines, g.serialTail())
-		case <-g.done:
+		case <-g.doneChan():
 		case <-tick.C:
 		}
 	}
@@ -539,7 +597,7 @@ func (g *Guest) Runtime() time.Duration {
 
 func (g *Guest) exited() bool {
 	select {
-	case <-g.done:
+	case <-g.doneChan():
 		return true
 	default:
 		return false

@@ -147,6 +147,13 @@ func newRecipe(opts ImageOptions, sources []byte) (recipe, error) {
 	slices.Sort(pkgs)
 	pkgs = slices.Compact(pkgs)
 
+	files := guestFiles(halt)
+	if slices.Contains(pkgs, "resolvconf") {
+		// With resolvconf the guest behaves like a cloud image: ifupdown's dns-nameservers
+		// and dhclient feed /etc/resolv.conf through resolvconf's own link, which
+		// mmdebstrap's copy of the host's resolver file would otherwise replace.
+		files["/etc/resolv.conf"] = "->/run/resolvconf/resolv.conf"
+	}
 	sum := sha256.Sum256(sources)
 	return recipe{
 		Version:  recipeVersion,
@@ -156,7 +163,7 @@ func newRecipe(opts ImageOptions, sources []byte) (recipe, error) {
 		SizeMiB:  size,
 		HaltOn:   halt,
 		Sources:  hex.EncodeToString(sum[:]),
-		Files:    guestFiles(halt),
+		Files:    files,
 		Remove:   guestRemovals,
 	}, nil
 }

@@ -30,6 +30,24 @@ var netnsCounter atomic.Int64
 type Segment struct {
 	ns   string
 	port int
+
+	// bridged segments: a bridge with one tap device per NIC instead of socket multicast.
+	bridge string
+	taps   atomic.Int64
+}
+
+// bridgeName is the bridge of a bridged segment inside its namespace.
+const bridgeName = "br0"
+
+// BridgeOptions describe a bridged segment.
+type BridgeOptions struct {
+	// HostAddress is the bridge's own address with prefix length ("10.77.0.1/24"): processes
+	// started with Segment.Command use it to reach the guests.
+	HostAddress string
+	// DHCPRange, when set ("10.77.0.100,10.77.0.149"), runs dnsmasq on the bridge as the
+	// segment's DHCP server (no DNS), handing out addresses from the range with the
+	// bridge's address as router, for guests whose seed carries no network-config.
+	DHCPRange string
 }
 
 // NewSegment creates a private segment that is removed when the test ends (after the guests
@@ -63,12 +81,91 @@ func NewSegment(t testing.TB) *Segment {
 	return s
 }
 
+// NewBridgedSegment creates a private segment on which the host side takes part: a bridge in
+// the segment's namespace, one tap device per guest NIC, and the bridge's own address, so that
+// processes started with Command (ksboot watch, kubectl, a Go test binary) see the segment as
+// any machine on the LAN would, multicast included. Nothing is routed out of the namespace.
+func NewBridgedSegment(t testing.TB, opts BridgeOptions) *Segment {
+	t.Helper()
+	s := NewSegment(t)
+	s.bridge = bridgeName
+	for _, args := range [][]string{
+		{"-n", s.ns, "link", "add", bridgeName, "type", "bridge"},
+		{"-n", s.ns, "addr", "add", opts.HostAddress, "dev", bridgeName},
+		{"-n", s.ns, "link", "set", bridgeName, "up"},
+		// mDNS leaves through the bridge, not lo (where the socket segment's group lives).
+		{"-n", s.ns, "route", "replace", "224.0.0.0/4", "dev", bridgeName},
+	} {
+		if err := ipCmd(args...); err != nil {
+			t.Fatalf("setting up bridged segment %s: %v", s.ns, err)
+		}
+	}
+	if opts.DHCPRange != "" {
+		s.startDHCP(t, opts)
+	}
+	return s
+}
+
+// startDHCP runs dnsmasq as the segment's DHCP server until the test ends.
+func (s *Segment) startDHCP(t testing.TB, opts BridgeOptions) {
+	t.Helper()
+	router, _, _ := strings.Cut(opts.HostAddress, "/")
+	dir := t.TempDir()
+	cmd := exec.Command("ip", "netns", "exec", s.ns, "dnsmasq", "--keep-in-foreground", "--no-daemon",
+		"--port=0", // DHCP only: no DNS server
+		"--interface="+bridgeName, "--bind-interfaces", "--except-interface=lo",
+		"--dhcp-range="+opts.DHCPRange+",12h", "--dhcp-option=option:router,"+router,
+		// The bridge answers no DNS, but a resolver line lets CoreDNS start on the nodes.
+		"--dhcp-option=option:dns-server,"+router,
+		"--dhcp-leasefile="+dir+"/leases", "--pid-file=", "--conf-file=/dev/null", "--log-dhcp")
+	logf, err := os.Create(dir + "/dnsmasq.log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("starting dnsmasq on segment %s: %v (Debian package dnsmasq-base)", s.ns, err)
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); logf.Close(); close(done) }()
+	// Registered after NewSegment's cleanup, so it runs before the namespace is deleted.
+	t.Cleanup(func() {
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Errorf("dnsmasq on segment %s did not exit", s.ns)
+		}
+	})
+}
+
 // Namespace is the name of the segment's network namespace (ip netns exec NAME ...).
 func (s *Segment) Namespace() string { return s.ns }
 
-// netdev is qemu's -netdev value for a NIC on the segment.
-func (s *Segment) netdev(id string) string {
-	return fmt.Sprintf("socket,id=%s,mcast=%s:%d,localaddr=127.0.0.1", id, mcastGroup, s.port)
+// Command runs name with args inside the segment's namespace (ip netns exec). On a bridged
+// segment the process reaches the guests; on a socket segment it sees only loopback.
+func (s *Segment) Command(ctx context.Context, name string, args ...string) *exec.Cmd {
+	return exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", s.ns, name}, args...)...)
+}
+
+// netdev is qemu's -netdev value for a NIC on the segment. On a bridged segment it first
+// creates the NIC's tap device on the bridge; qemu, run inside the namespace, opens it.
+func (s *Segment) netdev(id string) (string, error) {
+	if s.bridge == "" {
+		return fmt.Sprintf("socket,id=%s,mcast=%s:%d,localaddr=127.0.0.1", id, mcastGroup, s.port), nil
+	}
+	tap := fmt.Sprintf("tap%d", s.taps.Add(1))
+	for _, args := range [][]string{
+		{"-n", s.ns, "tuntap", "add", "dev", tap, "mode", "tap"},
+		{"-n", s.ns, "link", "set", tap, "master", s.bridge},
+		{"-n", s.ns, "link", "set", tap, "up"},
+	} {
+		if err := ipCmd(args...); err != nil {
+			return "", fmt.Errorf("creating tap device on segment %s: %w", s.ns, err)
+		}
+	}
+	return fmt.Sprintf("tap,id=%s,ifname=%s,script=no,downscript=no", id, tap), nil
 }
 
 // ipCmd runs ip(8) with a deadline and reports its output on failure.

@@ -1,0 +1,293 @@
+package bundle
+
+import (
+	"archive/tar"
+	"bufio"
+	"bytes"
+	"compress/gzip"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ksboot/ksboot/bootstrap/install"
+	"github.com/ksboot/ksboot/bootstrap/install/artifacts"
+	"github.com/ksboot/ksboot/image"
+	"github.com/ksboot/ksboot/test/ksbootbin"
+	"github.com/ksboot/ksboot/test/vm"
+)
+
+// GuestOS is the bundle's package directory for the test guests (Debian 12), as the install
+// phase matches it against os-release.
+const GuestOS = "debian-12"
+
+// Options say what the bundle holds besides the binaries and the guest's packages.
+type Options struct {
+	// KubernetesVersion of the binaries (and images); required.
+	KubernetesVersion string
+	// Images adds the image archives of hack/build-images.sh: kubeadm's control-plane images
+	// and Flannel's, under images/<name>-amd64.tar.
+	Images bool
+}
+
+// Dir returns a bundle directory without manifest.json (`ksboot bundle --from-dir` and
+// image.ReadBundleDir make it from the paths) under
+// ${XDG_CACHE_HOME:-~/.cache}/ksboot/bundle/<key>/bundle, where the key covers the guest image
+// (whose dpkg status decides the packages) and every input file. It is built in a temporary
+// directory renamed into place, so a cached directory is always complete.
+func Dir(t testing.TB, img *vm.Image, opts Options) string {
+	t.Helper()
+	dirs := run(t, "build-artifacts.sh", opts.KubernetesVersion, "kubernetes", "containerd", "runc", "cri-tools", "cni-plugins")
+	var archives map[string]string
+	if opts.Images {
+		archives = run(t, "build-images.sh", opts.KubernetesVersion, "kubernetes-images", "flannel-images")
+	}
+	base, err := os.UserCacheDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cache := filepath.Join(base, "ksboot", "bundle")
+	if err := os.MkdirAll(cache, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	h := sha256.New()
+	fmt.Fprintf(h, "v1 %s %s\n", img.Key, opts.KubernetesVersion)
+	for _, n := range slices.Sorted(mapKeys(dirs)) {
+		entries, err := os.ReadDir(dirs[n])
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range entries {
+			if fi, err := e.Info(); err == nil && fi.Mode().IsRegular() {
+				fmt.Fprintf(h, "%s/%s %d %d\n", n, e.Name(), fi.Size(), fi.ModTime().UnixNano())
+			}
+		}
+	}
+	for _, n := range slices.Sorted(mapKeys(archives)) {
+		fi, err := os.Stat(archives[n])
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(h, "image %s %d %d\n", n, fi.Size(), fi.ModTime().UnixNano())
+	}
+	final := filepath.Join(cache, hex.EncodeToString(h.Sum(nil))[:16])
+	if _, err := os.Stat(filepath.Join(final, "complete")); err == nil {
+		return filepath.Join(final, "bundle")
+	}
+	start := time.Now()
+	tmp, err := os.MkdirTemp(cache, ".tmp-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(tmp)
+	dir := filepath.Join(tmp, "bundle")
+	put := func(p string, data []byte) {
+		full := filepath.Join(dir, filepath.FromSlash(p))
+		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(full, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	putArtifact := func(a artifacts.Artifact, data []byte) {
+		p, err := image.BundlePath(a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		put(p, data)
+	}
+	read := func(p string) []byte {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	for _, a := range artifacts.Components(opts.KubernetesVersion, "amd64") {
+		switch a.Name {
+		case artifacts.Kubeadm, artifacts.Kubelet, artifacts.Kubectl:
+			putArtifact(a, read(filepath.Join(dirs["kubernetes"], a.Name)))
+		case artifacts.Runc:
+			putArtifact(a, read(filepath.Join(dirs["runc"], "runc")))
+		case artifacts.Containerd:
+			// The release tarball's layout: bin/<binary>.
+			putArtifact(a, tarGz(t, dirs["containerd"], "bin/", "containerd", "containerd-shim-runc-v2", "ctr"))
+		case artifacts.Crictl:
+			putArtifact(a, tarGz(t, dirs["cri-tools"], "", "crictl"))
+		case artifacts.CNIPlugins:
+			entries, err := os.ReadDir(dirs["cni-plugins"])
+			if err != nil {
+				t.Fatal(err)
+			}
+			var plugins []string
+			for _, e := range entries {
+				plugins = append(plugins, e.Name())
+			}
+			putArtifact(a, tarGz(t, dirs["cni-plugins"], "./", plugins...))
+		}
+	}
+	for _, n := range slices.Sorted(mapKeys(archives)) {
+		// "kubernetes-images" → images/kubernetes-amd64.tar. A hard link: the archives are
+		// hundreds of MiB and never modified.
+		dst := filepath.Join(dir, "images", strings.TrimSuffix(n, "-images")+"-amd64.tar")
+		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Link(archives[n], dst); err != nil {
+			put(filepath.ToSlash(must(filepath.Rel(dir, dst))), read(archives[n]))
+		}
+	}
+	downloadPackages(t, img, filepath.Join(dir, image.PackagesDir, GuestOS))
+	if err := os.WriteFile(filepath.Join(tmp, "complete"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(tmp, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(final); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, final); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("bundle directory %s laid out in %s", final, time.Since(start).Round(time.Second))
+	return filepath.Join(final, "bundle")
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
+}
+
+func mapKeys(m map[string]string) func(func(string) bool) {
+	return func(yield func(string) bool) {
+		for k := range m {
+			if !yield(k) {
+				return
+			}
+		}
+	}
+}
+
+// run runs a hack/ build script (cached builds from the Go modules) with the versions the
+// product defaults to, and returns what it printed: one "NAME PATH" line per result. Every name
+// in want must be there.
+func run(t testing.TB, script, k8sVersion string, want ...string) map[string]string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Minute)
+	defer cancel()
+	path := filepath.Join(ksbootbin.RepoRoot(t), "hack", script)
+	cmd := exec.CommandContext(ctx, path)
+	cmd.Dir = ksbootbin.RepoRoot(t)
+	cmd.Env = append(os.Environ(), "K8S_VERSION="+k8sVersion,
+		"CONTAINERD_VERSION="+artifacts.DefaultContainerdVersion, "RUNC_VERSION="+artifacts.DefaultRuncVersion,
+		"CRICTL_VERSION="+artifacts.DefaultCrictlVersion, "CNI_PLUGINS_VERSION="+artifacts.DefaultCNIPluginsVersion)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	start := time.Now()
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("%s: %v\n%s", path, err, stderr.String())
+	}
+	if d := time.Since(start); d > time.Minute {
+		t.Logf("%s built in %s", script, d.Round(time.Second))
+	}
+	got := map[string]string{}
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	for sc.Scan() {
+		if name, p, ok := strings.Cut(sc.Text(), " "); ok {
+			got[name] = p
+		}
+	}
+	for _, n := range want {
+		if got[n] == "" {
+			t.Fatalf("%s printed no path for %s:\n%s", path, n, out)
+		}
+	}
+	return got
+}
+
+// tarGz packs files of dir into a gzipped tarball under prefix, as release tarballs are made.
+func tarGz(t testing.TB, dir, prefix string, names ...string) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	gz := gzip.NewWriter(&buf)
+	tw := tar.NewWriter(gz)
+	for _, n := range names {
+		f, err := os.Open(filepath.Join(dir, n))
+		if err != nil {
+			t.Fatal(err)
+		}
+		fi, err := f.Stat()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := tw.WriteHeader(&tar.Header{Name: prefix + n, Mode: 0o755, Size: fi.Size(), ModTime: fi.ModTime(), Typeflag: tar.TypeReg}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.Copy(tw, f); err != nil {
+			t.Fatal(err)
+		}
+		f.Close()
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := gz.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// downloadPackages fetches, through the host's configured apt sources, the packages the install
+// phase requires and every dependency the guest image lacks: apt resolves them against the
+// guest's own dpkg status (read from its disk with debugfs), not the host's.
+func downloadPackages(t testing.TB, img *vm.Image, dst string) {
+	t.Helper()
+	work := t.TempDir()
+	status, err := exec.Command("debugfs", "-R", "cat /var/lib/dpkg/status", img.Root).Output()
+	if err != nil || len(status) == 0 {
+		t.Fatalf("reading the guest's dpkg status with debugfs: %v", err)
+	}
+	statusFile := filepath.Join(work, "status")
+	if err := os.WriteFile(statusFile, status, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	archives := filepath.Join(work, "archives")
+	for _, d := range []string{filepath.Join(archives, "partial"), filepath.Join(work, "cache"), dst} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	args := append([]string{"install", "--download-only", "-y", "--no-install-recommends",
+		"-o", "Dir::State::Status=" + statusFile, "-o", "Dir::Cache=" + filepath.Join(work, "cache"),
+		"-o", "Dir::Cache::Archives=" + archives, "-o", "Debug::NoLocking=1"}, install.RequiredPackages["debian"]...)
+	cmd := exec.CommandContext(ctx, "apt-get", args...)
+	cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("apt-get %s: %v\n%s\n(run apt-get update if the host has no package lists)", strings.Join(args, " "), err, out)
+	}
+	debs, _ := filepath.Glob(filepath.Join(archives, "*.deb"))
+	if len(debs) == 0 {
+		t.Fatal("apt-get downloaded no packages; the guest image already has them all?")
+	}
+	for _, d := range debs {
+		if err := os.Rename(d, filepath.Join(dst, filepath.Base(d))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Logf("downloaded %d Debian packages for the guest", len(debs))
+}

@@ -1,0 +1,211 @@
+package e2e
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Scenario is one black-box run, read from scenarios/<name>.yaml.
+type Scenario struct {
+	Name    string `yaml:"name"`
+	Summary string `yaml:"summary"`
+	// Clusters are cluster files by a short name; each gets its own directory, so its own
+	// secrets (CA): two clusters here are two clusters, even with one metadata.name.
+	Clusters map[string]string `yaml:"clusters"`
+	// Seeds are `ksboot build-seed` runs: Args are added to -f <cluster> -o <dir>.
+	Seeds []Seed `yaml:"seeds"`
+	// Guests are the machines, all on one private segment (10.77.0.0/24, the host side at
+	// .1, DHCP from .100 for seeds without network-config).
+	Guests []GuestSpec `yaml:"guests"`
+	// Baseline, when set, boots the guests from hand-written cloud-init instead of ksboot
+	// seeds (see baseline.go): the reference a ksboot run is compared with.
+	Baseline *Baseline `yaml:"baseline"`
+	// Deadline bounds the whole run after the last guest is switched on.
+	Deadline Duration `yaml:"deadline"`
+	Expect   Expect   `yaml:"expect"`
+}
+
+// Seed is one build-seed run; its output file is <Name>.iso.
+type Seed struct {
+	Name    string   `yaml:"name"`
+	Cluster string   `yaml:"cluster"`
+	Args    []string `yaml:"args"`
+}
+
+// GuestSpec is one machine.
+type GuestSpec struct {
+	Name    string `yaml:"name"`
+	Seed    string `yaml:"seed"`
+	MAC     string `yaml:"mac"`
+	CPUs    int    `yaml:"cpus"`
+	MemMiB  int    `yaml:"memMiB"`
+	DiskMiB int    `yaml:"diskMiB"`
+	// StartAfter switches the guest on this long after the first one.
+	StartAfter Duration `yaml:"startAfter"`
+	// ResetOn hard-resets the guest (power cut, then on again) the first time its serial
+	// log matches this expression.
+	ResetOn string `yaml:"resetOn"`
+}
+
+// Expect is what must be true for the scenario to pass.
+type Expect struct {
+	// Cluster, when set, must form: every guest in Nodes is a Ready Node, every pod in
+	// kube-system and kube-flannel is Running and ready, and `ksboot watch` shows each of
+	// those guests' nodes done.
+	Cluster *ClusterExpect `yaml:"cluster"`
+	// Fails are guests that must fail, each saying why.
+	Fails []FailExpect `yaml:"fails"`
+}
+
+// ClusterExpect names the cluster (a key of Scenario.Clusters) and the guests that form it.
+type ClusterExpect struct {
+	Cluster string   `yaml:"cluster"`
+	Nodes   []string `yaml:"nodes"`
+	// Watch says whether `ksboot watch` must show the nodes done (false for a baseline,
+	// whose guests run no ksboot).
+	Watch bool `yaml:"watch"`
+}
+
+// FailExpect is a guest that must report a failure on its console (and, with Watch, in
+// `ksboot watch`) within Within of the scenario's start, and never become a Node.
+type FailExpect struct {
+	Guest   string   `yaml:"guest"`
+	Console string   `yaml:"console"`
+	Watch   string   `yaml:"watch"`
+	Within  Duration `yaml:"within"`
+	// NotJoined names the cluster the guest must not have joined.
+	NotJoined string `yaml:"notJoined"`
+}
+
+// Baseline is the hand-written bootstrap: a shell script per role, run by cloud-init.
+type Baseline struct {
+	// Cluster supplies the addresses and the secrets (token, CA) the scripts use.
+	Cluster string `yaml:"cluster"`
+	// Init is the guest that runs kubeadm init; the others join it.
+	Init string `yaml:"init"`
+}
+
+// Duration is a time.Duration written as "45m" in YAML.
+type Duration struct{ time.Duration }
+
+// UnmarshalYAML reads "45m", "90s", ….
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	v, err := time.ParseDuration(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: %q is not a duration like 45m", n.Line, n.Value)
+	}
+	d.Duration = v
+	return nil
+}
+
+// LoadScenario reads and checks a scenario file; unknown fields are errors.
+func LoadScenario(path string) (*Scenario, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	var s Scenario
+	if err := dec.Decode(&s); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if err := s.check(); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return &s, nil
+}
+
+var macPattern = regexp.MustCompile(`^52:54:00(:[0-9a-f]{2}){3}$`)
+
+func (s *Scenario) check() error {
+	var problems []string
+	bad := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
+	if s.Name == "" || s.Deadline.Duration <= 0 {
+		bad("name and deadline are required")
+	}
+	seeds := map[string]bool{}
+	for _, sd := range s.Seeds {
+		if _, ok := s.Clusters[sd.Cluster]; !ok {
+			bad("seed %s: unknown cluster %q", sd.Name, sd.Cluster)
+		}
+		seeds[sd.Name] = true
+	}
+	guests := map[string]bool{}
+	for _, g := range s.Guests {
+		if guests[g.Name] {
+			bad("guest %s: listed twice", g.Name)
+		}
+		guests[g.Name] = true
+		if !seeds[g.Seed] && s.Baseline == nil {
+			bad("guest %s: unknown seed %q", g.Name, g.Seed)
+		}
+		if !macPattern.MatchString(g.MAC) {
+			bad("guest %s: mac %q: want 52:54:00:xx:xx:xx, lower case", g.Name, g.MAC)
+		}
+		if g.ResetOn != "" {
+			if _, err := regexp.Compile(g.ResetOn); err != nil {
+				bad("guest %s: resetOn: %v", g.Name, err)
+			}
+		}
+	}
+	if c := s.Expect.Cluster; c != nil {
+		if _, ok := s.Clusters[c.Cluster]; !ok {
+			bad("expect.cluster: unknown cluster %q", c.Cluster)
+		}
+		for _, n := range c.Nodes {
+			if !guests[n] {
+				bad("expect.cluster.nodes: unknown guest %q", n)
+			}
+		}
+	}
+	for _, f := range s.Expect.Fails {
+		if !guests[f.Guest] {
+			bad("expect.fails: unknown guest %q", f.Guest)
+		}
+		for _, re := range []string{f.Console, f.Watch} {
+			if _, err := regexp.Compile(re); err != nil {
+				bad("expect.fails %s: %v", f.Guest, err)
+			}
+		}
+	}
+	if b := s.Baseline; b != nil {
+		if _, ok := s.Clusters[b.Cluster]; !ok || !guests[b.Init] {
+			bad("baseline: unknown cluster %q or guest %q", b.Cluster, b.Init)
+		}
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("%s", strings.Join(problems, "; "))
+	}
+	return nil
+}
+
+// Scenarios lists the scenario files in dir by name.
+func Scenarios(dir string) (map[string]string, error) {
+	files, err := filepath.Glob(filepath.Join(dir, "*.yaml"))
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]string{}
+	for _, f := range files {
+		out[strings.TrimSuffix(filepath.Base(f), ".yaml")] = f
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("no scenarios in %s", dir)
+	}
+	return out, nil
+}
+
+// guest returns the spec of the named guest.
+func (s *Scenario) guest(name string) GuestSpec {
+	i := slices.IndexFunc(s.Guests, func(g GuestSpec) bool { return g.Name == name })
+	return s.Guests[i]
+}
