@@ -165,7 +165,27 @@ func runAddons(ctx context.Context, n *Node) error {
 	if err != nil {
 		return err
 	}
+	if dir, err := bundleDir(ctx, n); err != nil {
+		return err
+	} else if dir != "" {
+		opts.CalicoSource = addons.DirSource{Dir: dir}
+	}
 	return addons.Run(ctx, cfg, opts)
+}
+
+// bundleDir is the offline bundle's directory on this machine when the cluster file names one
+// (mounted by the install phase, or now after a restart), else "": the addons and kubesphere
+// phases then take Calico's manifest and the ks-core chart from it instead of the network.
+func bundleDir(ctx context.Context, n *Node) (string, error) {
+	spec := n.Config.Cluster.Spec.Artifacts.Bundle
+	if spec == "" {
+		return "", nil
+	}
+	b, err := artifacts.Locator{Root: n.Root, Exec: n.Exec}.Open(ctx, spec)
+	if err != nil {
+		return "", workflow.WithHint(err, "attach the bundle (spec.artifacts.bundle) again and restart ksboot-bootstrap.service")
+	}
+	return b.Dir, nil
 }
 
 func runKubeSphere(ctx context.Context, n *Node) error {
@@ -180,6 +200,9 @@ func runKubeSphere(ctx context.Context, n *Node) error {
 	}
 	cfg, err := n.AdminConfig()
 	if err != nil {
+		return err
+	}
+	if opts.BundleDir, err = bundleDir(ctx, n); err != nil {
 		return err
 	}
 	banner, err := kubesphere.Run(ctx, cfg, opts)

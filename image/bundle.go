@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/diskfs/go-diskfs/filesystem/iso9660"
+	"github.com/google/go-containerregistry/pkg/name"
 
 	"github.com/ksboot/ksboot/bootstrap/install/artifacts"
 )
@@ -235,9 +236,10 @@ type BundleSpec struct {
 
 // ReadBundleDir checks a bundle directory and returns its manifest and the files to pack
 // (manifest.json included). With a manifest.json, every entry's file must exist with the listed
-// sha256. Without one, the manifest is made from spec: every component at its BundlePath, plus
+// sha256. Without one, the manifest is made from spec: every component at its BundlePath,
 // every .deb and .rpm under packages/<os>/ (name, version and architecture from the file name,
-// as apt and dnf name them). Either way a file that the manifest does not list is an error:
+// as apt and dnf name them), and every image archive images/<name>-<arch>.tar (with the
+// references it holds, see imageEntries). Either way a file that the manifest does not list is an error:
 // nothing unverified reaches a node.
 func ReadBundleDir(dir string, spec BundleSpec) (*artifacts.Manifest, []BundleFile, error) {
 	m, err := bundleManifest(dir, spec)
@@ -344,10 +346,89 @@ func bundleManifest(dir string, spec BundleSpec) (*artifacts.Manifest, error) {
 			m.Artifacts = append(m.Artifacts, e)
 		}
 	}
+	images, err := imageEntries(dir, spec)
+	if err != nil {
+		return nil, err
+	}
+	m.Artifacts = append(m.Artifacts, images...)
 	if err := m.Validate(); err != nil {
 		return nil, fmt.Errorf("bundle directory %s: %w", dir, err)
 	}
 	return m, nil
+}
+
+// ImagesDir holds container image archives in a bundle, one per set of images and
+// architecture: "images/kubernetes-amd64.tar".
+const ImagesDir = "images"
+
+// goArches are the architecture names Go (and so the manifest) uses.
+var goArches = []string{"386", "amd64", "arm", "arm64", "loong64", "mips", "mips64", "mips64le", "mipsle", "ppc64", "ppc64le", "riscv64", "s390x", "wasm"}
+
+// imageEntries makes an entry of kind image for every images/<name>-<arch>.tar, listing the
+// references the archive holds (ImageArchiveRefs), so the install phase can check after
+// `ctr images import` that the node has every one.
+func imageEntries(dir string, spec BundleSpec) ([]artifacts.Entry, error) {
+	files, err := os.ReadDir(filepath.Join(dir, ImagesDir))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading bundle images: %w", err)
+	}
+	var entries []artifacts.Entry
+	for _, f := range files {
+		base, isTar := strings.CutSuffix(f.Name(), ".tar")
+		if !isTar || !f.Type().IsRegular() {
+			continue // reported as not in the manifest
+		}
+		p := path.Join(ImagesDir, f.Name())
+		i := strings.LastIndexByte(base, '-')
+		if i <= 0 || !slices.Contains(goArches, base[i+1:]) {
+			return nil, fmt.Errorf("bundle directory %s: %s: name image archives %s/<name>-<arch>.tar, with a Go architecture name such as amd64 or arm64", dir, p, ImagesDir)
+		}
+		src := filepath.Join(dir, filepath.FromSlash(p))
+		refs, err := ImageArchiveRefs(src)
+		if err != nil {
+			return nil, fmt.Errorf("bundle directory %s: %s: %w", dir, p, err)
+		}
+		e := artifacts.Entry{Name: base[:i], Arch: base[i+1:], Kind: artifacts.KindImage, Path: p, Images: refs}
+		if e.Version, err = imagesVersion(e.Name, refs, spec.KubernetesVersion); err != nil {
+			return nil, fmt.Errorf("bundle directory %s: %s: %w", dir, p, err)
+		}
+		if e.SHA256, err = artifacts.FileSHA256(src); err != nil {
+			return nil, fmt.Errorf("reading bundle images: %w", err)
+		}
+		entries = append(entries, e)
+	}
+	return entries, nil
+}
+
+// imagesVersion labels an archive of several images with one tag, for messages and to tell
+// entries apart: the tag of the image named like the archive ("flannel" in
+// flannel-amd64.tar), else the bundle's Kubernetes version when an image carries it (kubeadm's
+// control-plane images), else the tag of the first reference. refs are sorted.
+func imagesVersion(archive string, refs []string, k8sVersion string) (string, error) {
+	var tags, repos []string
+	for _, r := range refs {
+		ref, err := name.ParseReference(r)
+		if err != nil {
+			return "", fmt.Errorf("image reference %q: %w", r, err)
+		}
+		if t, ok := ref.(name.Tag); ok {
+			tags = append(tags, t.TagStr())
+			repos = append(repos, path.Base(t.RepositoryStr()))
+		}
+	}
+	if len(tags) == 0 {
+		return "", errors.New("no image in the archive is tagged; the manifest needs a version for it")
+	}
+	if i := slices.Index(repos, archive); i >= 0 {
+		return tags[i], nil
+	}
+	if k8sVersion != "" && slices.Contains(tags, k8sVersion) {
+		return k8sVersion, nil
+	}
+	return tags[0], nil
 }
 
 // PackageEntry reads a package's name, version and architecture from its file name, as apt

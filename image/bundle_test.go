@@ -7,6 +7,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -182,6 +183,24 @@ func TestReadBundleDirRefuses(t *testing.T) {
 			want: "packages/debian-12/extra_1.0_amd64.deb is not in the manifest",
 		},
 		{
+			name: "tar that is not an image archive",
+			change: func(t *testing.T, dir string) {
+				write(t, filepath.Join(dir, "images/kubernetes-amd64.tar"), "")
+				writeTar(t, filepath.Join(dir, "images/kubernetes-amd64.tar"), [2]string{"etc/hostname", "x"})
+			},
+			want: "images/kubernetes-amd64.tar: reading image archive",
+		},
+		{
+			name:   "image archive without an architecture",
+			change: func(t *testing.T, dir string) { write(t, filepath.Join(dir, "images/kubernetes.tar"), "x") },
+			want:   "images/kubernetes.tar: name image archives images/<name>-<arch>.tar",
+		},
+		{
+			name:   "image archive for an architecture bundles do not carry",
+			change: func(t *testing.T, dir string) { writeTestArchive(t, filepath.Join(dir, "images/kubernetes-s390x.tar")) },
+			want:   `arch "s390x" is not amd64 or arm64`,
+		},
+		{
 			name:   "package file name apt would not write",
 			change: func(t *testing.T, dir string) { write(t, filepath.Join(dir, "packages/debian-12/socat.deb"), "x") },
 			want:   "packages/debian-12/socat.deb is not in the manifest",
@@ -201,6 +220,77 @@ func TestReadBundleDirRefuses(t *testing.T) {
 				t.Fatalf("got %v, want an error containing %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// writeTestArchive writes an image archive of testImages.
+func writeTestArchive(t *testing.T, p string) {
+	t.Helper()
+	_, images := testImages(t)
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteImageArchive(p, images, Options{ModTime: testTime}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestReadBundleDirImages(t *testing.T) {
+	dir := t.TempDir()
+	bundleLayout(t, dir)
+	_, images := testImages(t)
+	proxy, flannel := images[0], images[1]
+	pause := RefImage{Ref: "registry.k8s.io/pause:3.10.2", Image: flannel.Image}
+	cni := RefImage{Ref: "ghcr.io/flannel-io/flannel-cni-plugin:v1.8.0-flannel1", Image: flannel.Image}
+	if err := os.MkdirAll(filepath.Join(dir, ImagesDir), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for file, imgs := range map[string][]RefImage{
+		"kubernetes-amd64.tar": {proxy, pause},
+		"flannel-amd64.tar":    {cni, flannel},
+		"pause-arm64.tar":      {pause},
+	} {
+		if err := WriteImageArchive(filepath.Join(dir, ImagesDir, file), imgs, Options{ModTime: testTime}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m, files, err := ReadBundleDir(dir, BundleSpec{KubernetesVersion: "v1.37.2", Arches: []string{"amd64"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []artifacts.Entry
+	for _, e := range m.Artifacts {
+		if e.Kind == artifacts.KindImage {
+			e.SHA256 = ""
+			got = append(got, e)
+		}
+	}
+	want := []artifacts.Entry{
+		// Named like the archive: flannel's tag, not the CNI plugin's (first when sorted).
+		{Name: "flannel", Version: "v0.27.4", Arch: "amd64", Kind: artifacts.KindImage, Path: "images/flannel-amd64.tar",
+			Images: []string{"ghcr.io/flannel-io/flannel-cni-plugin:v1.8.0-flannel1", "ghcr.io/flannel-io/flannel:v0.27.4"}},
+		// The bundle's Kubernetes version, which kube-proxy carries.
+		{Name: "kubernetes", Version: "v1.37.2", Arch: "amd64", Kind: artifacts.KindImage, Path: "images/kubernetes-amd64.tar",
+			Images: []string{"registry.k8s.io/kube-proxy:v1.37.2", "registry.k8s.io/pause:3.10.2"}},
+		{Name: "pause", Version: "3.10.2", Arch: "arm64", Kind: artifacts.KindImage, Path: "images/pause-arm64.tar",
+			Images: []string{"registry.k8s.io/pause:3.10.2"}},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("image entries\n%+v\nwant\n%+v", got, want)
+	}
+	var packed []string
+	for _, f := range files {
+		if strings.HasPrefix(f.Path, ImagesDir+"/") {
+			packed = append(packed, f.Path)
+		}
+	}
+	if len(packed) != 3 {
+		t.Errorf("files to pack: %v, want the three archives", packed)
+	}
+	// The first tag when no image is named like the archive and none carries the Kubernetes
+	// version.
+	if v, err := imagesVersion("misc", []string{"quay.io/a/b:2", "quay.io/a/c:1"}, "v1.37.2"); err != nil || v != "2" {
+		t.Errorf("imagesVersion = %q, %v; want 2", v, err)
 	}
 }
 

@@ -9,6 +9,8 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	neturl "net/url"
+	"path"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -28,6 +30,7 @@ import (
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
 	"github.com/ksboot/ksboot/bootstrap/addons/kube"
+	"github.com/ksboot/ksboot/bootstrap/install/artifacts"
 )
 
 // ReleaseName is the Helm release of the ks-core chart, as KubeSphere's guide names it.
@@ -53,21 +56,34 @@ func (e *ChartError) Error() string {
 
 func (e *ChartError) Unwrap() error { return e.Err }
 
-// LoadChart loads the chart named by source: an http(s) URL is downloaded (bounded in size and
-// time by client), anything else is a chart archive or directory, relative paths being inside
-// bundleDir (the mounted offline bundle).
+// ChartsDir is the directory of an offline bundle that holds chart archives, under the file
+// name of the URL they were downloaded from ("charts/ks-core-1.1.4.tgz"); `ksboot bundle` puts
+// them there and lists them in the manifest as kind chart.
+const ChartsDir = "charts"
+
+// LoadChart loads the chart named by source: an http(s) URL is taken from the offline bundle
+// in bundleDir when the bundle's manifest lists a chart of the URL's file name (checked against
+// its sha256), and downloaded otherwise (bounded in size and time by client); anything else is
+// a chart archive or directory, relative paths being inside bundleDir (the mounted offline
+// bundle).
 func LoadChart(ctx context.Context, source, bundleDir string, client *http.Client) (*chart.Chart, error) {
 	switch {
 	case strings.HasPrefix(source, "http://") || strings.HasPrefix(source, "https://"):
-		data, err := download(ctx, source, client)
-		if err != nil {
-			return nil, &ChartError{Source: source, Err: err}
+		if bundleDir != "" {
+			p, ok, err := BundleChart(bundleDir, source)
+			if err != nil {
+				return nil, &ChartError{Source: source, Err: err}
+			}
+			if ok {
+				c, err := loader.Load(p)
+				if err != nil {
+					return nil, &ChartError{Source: p, Err: err}
+				}
+				return c, nil
+			}
 		}
-		c, err := loader.LoadArchive(bytes.NewReader(data))
-		if err != nil {
-			return nil, &ChartError{Source: source, Err: fmt.Errorf("not a chart archive: %w", err)}
-		}
-		return c, nil
+		_, c, err := FetchChart(ctx, source, client)
+		return c, err
 	case strings.Contains(source, "://"):
 		return nil, &ChartError{Source: source, Err: errors.New("unsupported scheme: use an http(s) URL or a path in the offline bundle")}
 	}
@@ -83,6 +99,59 @@ func LoadChart(ctx context.Context, source, bundleDir string, client *http.Clien
 		return nil, &ChartError{Source: path, Err: err}
 	}
 	return c, nil
+}
+
+// FetchChart downloads a chart archive from an http(s) URL, bounded in size and time by client
+// (nil: a five-minute timeout), and returns the archive and the chart it holds.
+func FetchChart(ctx context.Context, url string, client *http.Client) ([]byte, *chart.Chart, error) {
+	data, err := download(ctx, url, client)
+	if err != nil {
+		return nil, nil, &ChartError{Source: url, Err: err}
+	}
+	c, err := loader.LoadArchive(bytes.NewReader(data))
+	if err != nil {
+		return nil, nil, &ChartError{Source: url, Err: fmt.Errorf("not a chart archive: %w", err)}
+	}
+	return data, c, nil
+}
+
+// BundleChartPath is where a bundle keeps the chart downloaded from url:
+// charts/<the URL's file name>.
+func BundleChartPath(url string) (string, error) {
+	u, err := neturl.Parse(url)
+	if err != nil {
+		return "", fmt.Errorf("chart URL %s: %w", url, err)
+	}
+	name := path.Base(u.Path)
+	if name == "/" || name == "." || name == "" {
+		return "", fmt.Errorf("chart URL %s names no file", url)
+	}
+	return path.Join(ChartsDir, name), nil
+}
+
+// BundleChart finds the chart downloaded from url in the offline bundle at bundleDir (a host
+// path): the manifest must list it, as kind chart at BundleChartPath(url), and the file must
+// have the listed sha256. ok is false, without an error, when the directory is not a bundle or
+// its manifest lists no such chart.
+func BundleChart(bundleDir, url string) (p string, ok bool, err error) {
+	rel, err := BundleChartPath(url)
+	if err != nil {
+		return "", false, err
+	}
+	b, err := artifacts.OpenBundle(bundleDir, bundleDir)
+	if err != nil {
+		if errors.Is(err, artifacts.ErrNotFound) {
+			return "", false, nil
+		}
+		return "", false, err
+	}
+	for _, e := range b.Files(artifacts.KindChart) {
+		if e.Path == rel {
+			p, err := b.LocalPath(e)
+			return p, err == nil, err
+		}
+	}
+	return "", false, nil
 }
 
 func download(ctx context.Context, url string, client *http.Client) ([]byte, error) {

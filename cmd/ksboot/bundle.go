@@ -4,7 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
+	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -12,11 +13,12 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/term"
 
 	"github.com/ksboot/ksboot/bootstrap/install/artifacts"
+	"github.com/ksboot/ksboot/bootstrap/install/artifacts/collect"
 	"github.com/ksboot/ksboot/cluster"
 	"github.com/ksboot/ksboot/image"
-	"github.com/ksboot/ksboot/internal/atomicfile"
 )
 
 type bundleOptions struct {
@@ -26,6 +28,7 @@ type bundleOptions struct {
 	fromDir string
 	workDir string
 	k8s     string
+	osList  []string
 }
 
 func newBundleCmd(s *streams) *cobra.Command {
@@ -34,34 +37,52 @@ func newBundleCmd(s *streams) *cobra.Command {
 		Use:   "bundle",
 		Short: "Build the offline bundle ISO (label KSBUNDLE) that nodes install from",
 		Long: `Build an offline bundle: an ISO9660 image labelled KSBUNDLE holding manifest.json and the
-files it lists (kubeadm, kubelet, kubectl, containerd, runc, crictl, CNI plugins, and OS packages
-or image archives when given). Attach it to each machine as a second CD-ROM and set
+files it lists, each with its sha256. Attach it to each machine as a second CD-ROM and set
 spec.artifacts.bundle: label:KSBUNDLE in the cluster file; nodes then install without network.
 
-Online (-f): the cluster's components for each --arch are downloaded from the cluster's
-spec.artifacts.mirror (or zone: cn mirrors, or upstream), each checked against its published
-sha256, into --work-dir; a file already there with the right sha256 is not downloaded again, so
-an interrupted run resumes. The work directory is itself a valid bundle directory. Online mode
-fetches binaries and release tarballs only: OS packages, image archives and charts are not
-downloaded yet; put them in a directory with a manifest and use --from-dir.
+Online (-f): for the cluster's Kubernetes version and each --arch, ksboot collects into
+--work-dir
+  - kubeadm, kubelet, kubectl, containerd, runc, crictl and the CNI plugins, from
+    spec.artifacts.mirror (or zone: cn mirrors, or upstream), each checked against its published
+    sha256;
+  - Calico's manifest (network plugin calico), checked against the digest ksboot pins;
+  - the ks-core chart of KubeSphere v4 (spec.kubesphere.chart, or the chart ksboot knows for the
+    version), in charts/;
+  - the container images kubeadm, the CNI (Flannel or Calico), OpenEBS LocalPV and KubeSphere
+    need, as OCI archives images/<group>-<arch>.tar for ctr images import, under the names the
+    nodes ask for: with registry.privateRegistry the images are pulled from that registry, as
+    the nodes would pull them, otherwise from their upstream registries. Credentials come from
+    registry.auths and your Docker configuration. For KubeSphere these are the ks-installer
+    image (v3) or the images of the ks-core chart's workloads (v4); the images KubeSphere pulls
+    afterwards (v3's components, v4's extensions) are not known to ksboot and not included;
+  - with --os, the OS packages the nodes need (socat, conntrack, ebtables, ipset, curl,
+    openssl, tar) with all their dependencies, in packages/<os>/. apt-get downloads them using
+    this machine's apt sources, so this works only on a machine of that distribution and
+    release (ksboot bundle --os debian-12 on Debian 12); RPM distributions are not supported
+    yet. Otherwise put the packages in a directory and use --from-dir.
+Long downloads show their progress on a terminal. An interrupted run resumes: files already
+verified are not downloaded again (the work directory keeps a small state file until the run
+finishes). The finished work directory is itself a valid bundle directory.
 
 Offline (--from-dir): the bundle is packed from a directory that holds either a manifest.json
 (every listed file must be present with its sha256) or, without one, the components at the
-paths ksboot uses (bin/linux/<arch>/kubeadm, containerd/containerd-<v>-linux-<arch>.tar.gz, ...)
-and packages under packages/<os>/ (e.g. packages/debian-12/socat_1.7.4.4-2_amd64.deb). A file
+paths ksboot uses (bin/linux/<arch>/kubeadm, containerd/containerd-<v>-linux-<arch>.tar.gz, ...),
+packages under packages/<os>/ (e.g. packages/debian-12/socat_1.7.4.4-2_amd64.deb) and image
+archives images/<name>-<arch>.tar. A file
 the manifest does not list is an error. The ISO is written atomically, mode 0644 (it holds no
 secrets).`,
 		Example: `  ksboot bundle -f cluster.yaml -o bundle.iso
-  ksboot bundle -f cluster.yaml --arch amd64,arm64 -o bundle.iso --work-dir /var/tmp/ksboot-bundle
+  ksboot bundle -f cluster.yaml --arch amd64,arm64 --os debian-12 -o bundle.iso --work-dir /var/tmp/ksboot-bundle
   ksboot bundle --from-dir ./bundle -o bundle.iso
   ksboot bundle --from-dir ./bundle --kubernetes-version v1.37.2 -o bundle.iso   # no manifest.json yet`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runBundle(cmd.Context(), s, o) },
 	}
 	f := cmd.Flags()
-	f.StringVarP(&o.file, "filename", "f", "", "cluster file: its Kubernetes version, mirror and zone select the downloads")
+	f.StringVarP(&o.file, "filename", "f", "", "cluster file: its Kubernetes version, mirror, zone, registry, network, storage and KubeSphere select the content")
 	f.StringVarP(&o.output, "output", "o", "bundle.iso", "bundle ISO to write")
 	f.StringSliceVar(&o.arches, "arch", []string{"amd64"}, "architectures to include: amd64, arm64 (comma-separated)")
+	f.StringSliceVar(&o.osList, "os", nil, "distributions to include OS packages for, as os-release ID-VERSION_ID: debian-12 (or debian12); needs a machine of that distribution (comma-separated)")
 	f.StringVar(&o.fromDir, "from-dir", "", "pack this directory instead of downloading")
 	f.StringVar(&o.workDir, "work-dir", "", "download directory, kept for resuming (default: the output's name with .d instead of .iso)")
 	f.StringVar(&o.k8s, "kubernetes-version", "", "with --from-dir and no manifest.json: the Kubernetes version the directory holds (default: the cluster file's, or "+cluster.DefaultKubernetesVersion+")")
@@ -84,6 +105,16 @@ func runBundle(ctx context.Context, s *streams, o *bundleOptions) error {
 	if o.fromDir != "" && o.workDir != "" {
 		return &exitError{code: exitValidation, err: errors.New("--from-dir and --work-dir exclude each other: --from-dir packs a directory as it is")}
 	}
+	if o.fromDir != "" && len(o.osList) > 0 {
+		return &exitError{code: exitValidation, err: errors.New("--from-dir and --os exclude each other: --from-dir packs the packages the directory holds")}
+	}
+	modTime, ok, err := image.SourceDateEpoch()
+	if err != nil {
+		return err
+	}
+	if !ok {
+		modTime = time.Now()
+	}
 	dir := o.fromDir
 	spec := image.BundleSpec{KubernetesVersion: o.k8s, Arches: arches}
 	if dir == "" || (o.file != "" && o.k8s == "") {
@@ -95,7 +126,18 @@ func runBundle(ctx context.Context, s *streams, o *bundleOptions) error {
 			spec.KubernetesVersion = c.Spec.Kubernetes.Version
 		}
 		if dir == "" {
-			if dir, err = download(ctx, s, o, c, arches); err != nil {
+			dir = o.workDir
+			if dir == "" {
+				dir = strings.TrimSuffix(o.output, filepath.Ext(o.output)) + ".d"
+			}
+			_, err := collect.Collect(ctx, collect.Options{
+				Cluster: c, Arches: arches, WorkDir: dir, OS: o.osList, ModTime: modTime,
+				Out: s.err, Progress: progressWriter(s), Logger: slog.Default(),
+			})
+			if errors.Is(err, collect.ErrInvalid) {
+				return &exitError{code: exitValidation, err: err}
+			}
+			if err != nil {
 				return err
 			}
 		}
@@ -106,13 +148,6 @@ func runBundle(ctx context.Context, s *streams, o *bundleOptions) error {
 	m, files, err := image.ReadBundleDir(dir, spec)
 	if err != nil {
 		return err
-	}
-	modTime, ok, err := image.SourceDateEpoch()
-	if err != nil {
-		return err
-	}
-	if !ok {
-		modTime = time.Now()
 	}
 	if d := filepath.Dir(o.output); d != "." {
 		if err := os.MkdirAll(d, 0o755); err != nil {
@@ -133,104 +168,11 @@ func runBundle(ctx context.Context, s *streams, o *bundleOptions) error {
 	return nil
 }
 
-// download fetches the cluster's components into the work directory and writes its manifest,
-// returning the directory.
-func download(ctx context.Context, s *streams, o *bundleOptions, c *cluster.Cluster, arches []string) (string, error) {
-	dir := o.workDir
-	if dir == "" {
-		dir = strings.TrimSuffix(o.output, filepath.Ext(o.output)) + ".d"
+// progressWriter is where live download progress goes: the error stream when it is a
+// terminal, nowhere otherwise (logs and pipes get one line per artifact).
+func progressWriter(s *streams) io.Writer {
+	if f, ok := s.err.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		return f
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", fmt.Errorf("creating the work directory: %w", err)
-	}
-	if err := removeTemps(dir); err != nil {
-		return "", err
-	}
-	src := artifacts.NewHTTPMirror(c.Spec.Artifacts, c.Spec.Zone, nil)
-	version := c.Spec.Kubernetes.Version
-	fmt.Fprintf(s.err, "downloading Kubernetes %s components for %s from %s into %s\n", version, strings.Join(arches, ","), src, dir)
-	m := &artifacts.Manifest{FormatVersion: artifacts.ManifestFormatVersion, KubernetesVersion: version}
-	var all []artifacts.Artifact
-	for _, arch := range arches {
-		all = append(all, artifacts.Components(version, arch)...)
-	}
-	for i, a := range all {
-		rel, err := image.BundlePath(a)
-		if err != nil {
-			return "", err
-		}
-		sum, fetched, err := fetchOne(ctx, src, a, filepath.Join(dir, filepath.FromSlash(rel)))
-		if err != nil {
-			return "", err
-		}
-		what := "already downloaded"
-		if fetched {
-			what = "downloaded from " + src.Location(a)
-		}
-		fmt.Fprintf(s.err, "[%d/%d] %s: %s (sha256 %s)\n", i+1, len(all), a, what, sum)
-		m.Artifacts = append(m.Artifacts, artifacts.Entry{Name: a.Name, Version: a.Version, Arch: a.Arch, Kind: a.Kind, Path: rel, SHA256: sum})
-	}
-	data, err := m.Marshal()
-	if err != nil {
-		return "", err
-	}
-	if err := atomicfile.Write(filepath.Join(dir, artifacts.ManifestFile), data, 0o644, 0o755); err != nil {
-		return "", err
-	}
-	return dir, nil
-}
-
-// fetchOne makes dst the artifact's file. The checksum comes first: a file already at dst with
-// that sha256 is kept (the download's body is never read), so a second run costs one small
-// request per artifact.
-func fetchOne(ctx context.Context, src artifacts.Source, a artifacts.Artifact, dst string) (sum string, fetched bool, err error) {
-	blob, err := src.Open(ctx, a)
-	if err != nil {
-		return "", false, fmt.Errorf("downloading %s from %s: %w", a, src.Location(a), err)
-	}
-	want := strings.ToLower(blob.SHA256)
-	if have, err := artifacts.FileSHA256(dst); err == nil && have == want {
-		blob.Body.Close()
-		return have, false, nil
-	}
-	tmp, sum, err := artifacts.Fetch(ctx, openedSource{src, blob}, a, filepath.Dir(dst))
-	if err != nil {
-		return "", false, err
-	}
-	if err := os.Chmod(tmp, 0o644); err != nil {
-		os.Remove(tmp)
-		return "", false, fmt.Errorf("downloading %s: %w", a, err)
-	}
-	if err := os.Rename(tmp, dst); err != nil {
-		os.Remove(tmp)
-		return "", false, fmt.Errorf("downloading %s: %w", a, err)
-	}
-	return sum, true, nil
-}
-
-// openedSource hands Fetch a blob already opened (its checksum was needed first), so the
-// file is requested once.
-type openedSource struct {
-	artifacts.Source
-	blob *artifacts.Blob
-}
-
-func (o openedSource) Open(context.Context, artifacts.Artifact) (*artifacts.Blob, error) {
-	return o.blob, nil
-}
-
-// removeTemps deletes partial downloads an interrupted run left in the work directory; they
-// carry artifacts.TempPrefix, and nothing else is touched.
-func removeTemps(dir string) error {
-	return filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if d.Type().IsRegular() && (strings.HasPrefix(d.Name(), artifacts.TempPrefix) || atomicfile.IsTemp(d.Name())) {
-			if err := os.Remove(p); err != nil {
-				return fmt.Errorf("removing a partial download: %w", err)
-			}
-		}
-		return nil
-	})
+	return nil
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/ksboot/ksboot/bootstrap/install/artifacts"
 	"github.com/ksboot/ksboot/bootstrap/install/artifacts/artifactstest"
+	"github.com/ksboot/ksboot/bootstrap/install/artifacts/collect/collecttest"
 )
 
 // bundleCLI runs `ksboot bundle ARGS` in-process through its cobra command (registration in
@@ -30,8 +31,18 @@ func bundleCLI(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	return 0, out.String(), errOut.String()
 }
 
-func clusterWithMirror(t *testing.T, dir, mirror string) string {
+// clusterWithMirror writes a cluster file whose binaries come from mirror and whose images
+// come from a private registry on loopback holding every image the cluster needs (Flannel,
+// OpenEBS, no KubeSphere); it returns the file and the registry.
+func clusterWithMirror(t *testing.T, dir, mirror string) (string, *collecttest.Registry) {
 	t.Helper()
+	reg := collecttest.NewRegistry(t)
+	h := reg.Host
+	collecttest.Push(t,
+		h+"/kube-apiserver:v1.37.2", h+"/kube-controller-manager:v1.37.2", h+"/kube-scheduler:v1.37.2",
+		h+"/kube-proxy:v1.37.2", h+"/coredns/coredns:v1.14.6", h+"/pause:3.10.2", h+"/etcd:3.7.0-0",
+		h+"/flannel-io/flannel:v0.27.4", h+"/flannel-io/flannel-cni-plugin:v1.8.0-flannel1",
+		h+"/openebs/provisioner-localpv:4.4.0", h+"/openebs/linux-utils:4.3.0")
 	file := filepath.Join(dir, "cluster.yaml")
 	data := `apiVersion: ksboot.dev/v1alpha1
 kind: Cluster
@@ -41,12 +52,14 @@ spec:
     - {name: cp1, address: 10.0.0.10/24}
   roleGroups: {etcd: [cp1], control-plane: [cp1]}
   kubernetes: {version: v1.37.2}
+  network: {plugin: flannel}
+  registry: {privateRegistry: "` + h + `"}
   artifacts: {mirror: "` + mirror + `"}
 `
 	if err := os.WriteFile(file, []byte(data), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	return file
+	return file, reg
 }
 
 // isoManifest reads manifest.json back from a bundle ISO.
@@ -86,14 +99,15 @@ func TestBundleOnline(t *testing.T) {
 	}
 	base, hits := artifactstest.Serve(t, files)
 	dir := t.TempDir()
-	file := clusterWithMirror(t, dir, base)
+	file, reg := clusterWithMirror(t, dir, base)
 	iso := filepath.Join(dir, "out", "bundle.iso")
 
 	code, out, errOut := bundleCLI(t, "-f", file, "-o", iso, "--arch", "arm64,amd64")
 	if code != 0 {
 		t.Fatalf("exit %d\n%s%s", code, out, errOut)
 	}
-	if !strings.Contains(out, "14 artifacts for Kubernetes v1.37.2 (amd64,arm64)") || !strings.Contains(errOut, "[14/14]") {
+	// 14 binaries; kubernetes, cni and storage image archives for each architecture.
+	if !strings.Contains(out, "20 artifacts for Kubernetes v1.37.2 (amd64,arm64)") || !strings.Contains(errOut, "[20/20] images storage (linux/arm64): pulled 2 images from "+reg.Host) {
 		t.Errorf("output:\n%s%s", out, errOut)
 	}
 	st, err := os.Stat(iso)
@@ -101,8 +115,8 @@ func TestBundleOnline(t *testing.T) {
 		t.Fatalf("bundle ISO: %v, %v; want mode 0644", st, err)
 	}
 	m := isoManifest(t, iso)
-	if len(m.Artifacts) != 14 {
-		t.Errorf("manifest has %d entries, want 14", len(m.Artifacts))
+	if len(m.Artifacts) != 20 {
+		t.Errorf("manifest has %d entries, want 20", len(m.Artifacts))
 	}
 	// The work directory is a bundle directory the agent can open.
 	work := filepath.Join(dir, "out", "bundle.d")
@@ -115,7 +129,7 @@ func TestBundleOnline(t *testing.T) {
 	if err := os.WriteFile(kubelet, []byte("damaged"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	before := hits.Total()
+	before, regBefore := hits.Total(), reg.Total("")
 	code, out, errOut = bundleCLI(t, "-f", file, "-o", iso, "--arch", "amd64,arm64")
 	if code != 0 {
 		t.Fatalf("second run: exit %d\n%s%s", code, out, errOut)
@@ -126,6 +140,9 @@ func TestBundleOnline(t *testing.T) {
 	// One checksum request and one (unread) file request per artifact.
 	if got := hits.Total() - before; got != 28 {
 		t.Errorf("second run made %d requests, want 28", got)
+	}
+	if got := reg.Total("") - regBefore; got != 0 || strings.Count(errOut, "already pulled") != 6 {
+		t.Errorf("second run made %d registry requests, want none:\n%s", got, errOut)
 	}
 	isoManifest(t, iso)
 }
@@ -141,7 +158,8 @@ func TestBundleOnlineChecksumMismatch(t *testing.T) {
 	base, _ := artifactstest.Serve(t, files)
 	dir := t.TempDir()
 	iso := filepath.Join(dir, "bundle.iso")
-	code, out, errOut := bundleCLI(t, "-f", clusterWithMirror(t, dir, base), "-o", iso)
+	file, _ := clusterWithMirror(t, dir, base)
+	code, out, errOut := bundleCLI(t, "-f", file, "-o", iso)
 	if code == 0 || !strings.Contains(errOut, "kubectl v1.37.2 (linux/amd64)") || !strings.Contains(errOut, "sha256 mismatch") {
 		t.Fatalf("exit %d\n%s%s", code, out, errOut)
 	}
@@ -163,7 +181,8 @@ func TestBundleFromDir(t *testing.T) {
 			name:   "without manifest",
 			change: func(t *testing.T, dir string) { mustRemove(t, filepath.Join(dir, artifacts.ManifestFile)) },
 			args:   []string{"--kubernetes-version", "v1.37.2"},
-			want:   "7 artifacts for Kubernetes v1.37.2",
+			// The binaries and the kubernetes, cni and storage image archives.
+			want: "10 artifacts for Kubernetes v1.37.2",
 		},
 		{
 			name:   "file not in the manifest",
@@ -199,7 +218,8 @@ func TestBundleFromDir(t *testing.T) {
 			if tc.name == "without manifest" {
 				// Re-lay it out at the paths ksboot uses.
 				dir = filepath.Join(t.TempDir(), "layout")
-				code, out, errOut := bundleCLI(t, "-f", clusterWithMirror(t, t.TempDir(), serveRelease(t)), "-o", filepath.Join(t.TempDir(), "x.iso"), "--work-dir", dir)
+				file, _ := clusterWithMirror(t, t.TempDir(), serveRelease(t))
+				code, out, errOut := bundleCLI(t, "-f", file, "-o", filepath.Join(t.TempDir(), "x.iso"), "--work-dir", dir)
 				if code != 0 {
 					t.Fatalf("preparing the layout: exit %d\n%s%s", code, out, errOut)
 				}
@@ -237,5 +257,38 @@ func mustRemove(t *testing.T, p string) {
 	t.Helper()
 	if err := os.Remove(p); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestBundleOS: --os is checked before anything is downloaded.
+func TestBundleOS(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "cluster.yaml")
+	mustWrite(t, file, `apiVersion: ksboot.dev/v1alpha1
+kind: Cluster
+metadata: {name: bundletest}
+spec:
+  hosts:
+    - {name: cp1, address: 10.0.0.10/24}
+  roleGroups: {etcd: [cp1], control-plane: [cp1]}
+  artifacts: {mirror: "http://127.0.0.1:1"}
+`)
+	tests := []struct {
+		name string
+		args []string
+		code int
+		want string
+	}{
+		{name: "not an OS", args: []string{"-f", file, "--os", "windows"}, code: exitValidation, want: `OS "windows"`},
+		{name: "rpm", args: []string{"-f", file, "--os", "rocky9"}, code: exitValidation, want: "RPM packages is not supported yet"},
+		{name: "with --from-dir", args: []string{"--from-dir", dir, "--os", "debian-12"}, code: exitValidation, want: "--from-dir and --os exclude each other"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			code, out, errOut := bundleCLI(t, append(tc.args, "-o", filepath.Join(t.TempDir(), "b.iso"))...)
+			if code != tc.code || !strings.Contains(errOut, tc.want) || strings.Contains(errOut, "[1/") {
+				t.Errorf("exit %d (want %d), want %q and no download in:\n%s%s", code, tc.code, tc.want, out, errOut)
+			}
+		})
 	}
 }

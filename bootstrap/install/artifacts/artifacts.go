@@ -21,9 +21,14 @@ const (
 	KindImage   Kind = "image"
 	KindDeb     Kind = "deb"
 	KindRPM     Kind = "rpm"
+	// KindChart is a Helm chart archive (the ks-core chart of KubeSphere v4) under charts/.
+	KindChart Kind = "chart"
+	// KindManifest is a third-party Kubernetes manifest the addons phase applies (Calico's),
+	// under manifests/.
+	KindManifest Kind = "manifest"
 )
 
-var kinds = []Kind{KindBinary, KindTarball, KindImage, KindDeb, KindRPM}
+var kinds = []Kind{KindBinary, KindTarball, KindImage, KindDeb, KindRPM, KindChart, KindManifest}
 
 // Component names: what the install phase asks a source for.
 const (

@@ -53,9 +53,11 @@
 //	     "path": "containerd/containerd-2.4.2-linux-amd64.tar.gz", "sha256": "<64 hex>"},
 //	    {"name": "socat", "version": "1.7.4.4-2", "arch": "amd64", "kind": "deb", "os": "debian-12",
 //	     "path": "packages/debian-12/socat_1.7.4.4-2_amd64.deb", "sha256": "<64 hex>"},
-//	    {"name": "kubernetes-images", "version": "v1.37.2", "arch": "amd64", "kind": "image",
-//	     "path": "images/kubernetes-v1.37.2-amd64.tar", "sha256": "<64 hex>",
-//	     "images": ["registry.k8s.io/kube-apiserver:v1.37.2", "registry.k8s.io/pause:3.10.2"]}
+//	    {"name": "kubernetes", "version": "v1.37.2", "arch": "amd64", "kind": "image",
+//	     "path": "images/kubernetes-amd64.tar", "sha256": "<64 hex>",
+//	     "images": ["registry.k8s.io/kube-apiserver:v1.37.2", "registry.k8s.io/pause:3.10.2"]},
+//	    {"name": "ks-core", "version": "1.1.4", "kind": "chart",
+//	     "path": "charts/ks-core-1.1.4.tgz", "sha256": "<64 hex>"}
 //	  ]
 //	}
 //
@@ -68,7 +70,9 @@
 //     extra leading "v" is tolerated when matching), the package version for deb/rpm.
 //   - arch: amd64 or arm64 (Go names, not uname's); empty for files every architecture uses.
 //   - kind: binary (one executable), tarball (a .tar.gz release archive: containerd, crictl,
-//     cni-plugins), image (an OCI or docker image archive for `ctr images import`), deb, rpm.
+//     cni-plugins), image (an OCI or docker image archive for `ctr images import`), deb, rpm,
+//     chart (a Helm chart archive under charts/: KubeSphere v4's ks-core), manifest (a
+//     third-party Kubernetes manifest under manifests/: Calico's).
 //   - os: for deb/rpm only, the distribution the package is built for as "<ID>-<VERSION_ID>"
 //     or "<ID>-<major>" from os-release ("debian-12", "ubuntu-22.04", "rocky-9"); empty
 //     means any distribution of the package's family.

@@ -93,7 +93,7 @@ func (m *Manifest) Validate() error {
 			problems = append(problems, at+": name is empty")
 		}
 		if !slices.Contains(kinds, e.Kind) {
-			problems = append(problems, fmt.Sprintf("%s (%s): kind %q is not one of binary, tarball, image, deb, rpm", at, e.Name, e.Kind))
+			problems = append(problems, fmt.Sprintf("%s (%s): kind %q is not one of binary, tarball, image, deb, rpm, chart, manifest", at, e.Name, e.Kind))
 		}
 		if e.Version == "" {
 			problems = append(problems, fmt.Sprintf("%s (%s): version is empty", at, e.Name))
