@@ -46,9 +46,16 @@ func TestDiscoverProgressReportsForeignAndRejected(t *testing.T) {
 		t.Fatalf("status.json error %v (%v), want %q", st, err, want)
 	}
 
+	// An endpoint that does not answer yet is what the wait is for: not a problem to report.
+	before := console.String()
 	progress(discovery.Progress{Round: 4, Foreign: []discovery.Peer{foreign},
-		Rejected: []discovery.Rejection{{Addr: "10.0.0.9:6443", Err: errors.New("certificate signed by unknown authority")}}})
-	if st, _ := state.Read(root); !strings.Contains(st.Error, "refused 10.0.0.9:6443") {
+		Rejected: []discovery.Rejection{{Addr: "10.0.0.9:6443", Err: errors.New("dial tcp 10.0.0.9:6443: connect: connection refused")}}})
+	if console.String() != before {
+		t.Errorf("an API that does not answer yet was reported: %q", strings.TrimPrefix(console.String(), before))
+	}
+	progress(discovery.Progress{Round: 5, Foreign: []discovery.Peer{foreign},
+		Rejected: []discovery.Rejection{{Addr: "10.0.0.9:6443", Err: &discovery.UntrustedError{Subject: "CN=kube-apiserver", Issuer: "CN=other", Err: errors.New("x509: certificate signed by unknown authority")}}}})
+	if st, _ := state.Read(root); !strings.Contains(st.Error, "refused 10.0.0.9:6443") || !strings.Contains(st.Error, "not signed by this cluster's CA") {
 		t.Errorf("status.json error %q, want the refused endpoint", st.Error)
 	}
 }

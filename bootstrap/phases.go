@@ -2,6 +2,7 @@ package bootstrap
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -119,9 +120,18 @@ func discoverProgress(n *Node) func(discovery.Progress) {
 	last := ""
 	return func(p discovery.Progress) {
 		var problem string
+		// Only an endpoint whose certificate is not the cluster CA's is an obstacle; one that
+		// does not answer yet is what the wait is for.
+		var untrusted []discovery.Rejection
+		for _, r := range p.Rejected {
+			var ue *discovery.UntrustedError
+			if errors.As(r.Err, &ue) {
+				untrusted = append(untrusted, r)
+			}
+		}
 		switch {
-		case len(p.Rejected) > 0:
-			r := p.Rejected[len(p.Rejected)-1]
+		case len(untrusted) > 0:
+			r := untrusted[len(untrusted)-1]
 			problem = "waiting for the control plane: refused " + r.String()
 			if r.Peer.Node == "" { // a static endpoint: the message does not name it
 				problem = fmt.Sprintf("waiting for the control plane: refused %s: %v", r.Addr, r.Err)

@@ -6,7 +6,7 @@
 #   ${XDG_CACHE_HOME:-$HOME/.cache}/ksboot/
 #     k8s/<K8S_VERSION>/bin/{kubeadm,kubelet,kubectl}      (through hack/build-k8s.sh)
 #     containerd/<v>/bin/{containerd,ctr,containerd-shim-runc-v2}
-#     runc/<v>/bin/runc
+#     runc/<v>-static-seccomp/bin/runc                    (static, with seccomp, as released)
 #     cri-tools/<v>/bin/crictl
 #     cni-plugins/<v>/bin/{bridge,host-local,loopback,portmap,...}
 # Nothing here is product code: release downloads are unreachable on the machines this project
@@ -56,6 +56,8 @@ if ! flock -n 9; then
 fi
 
 tmp=""
+# Build tags and a cache-directory suffix for a build with a non-default recipe (runc below).
+tags="" variant=""
 trap '[[ -z "$tmp" ]] || rm -rf "$tmp"' EXIT
 trap 'exit 143' TERM
 trap 'exit 130' INT
@@ -65,7 +67,7 @@ trap 'exit 130' INT
 build() {
   local name="$1" version="$2" cgo="$3" ldflags="$4" bins="$5"
   shift 5
-  local dest="${cache}/${name}/${version}/bin" b missing=""
+  local dest="${cache}/${name}/${version}${variant}/bin" b missing=""
   for b in $bins; do
     [[ -x "${dest}/${b}" ]] || missing+=" $b"
   done
@@ -82,7 +84,7 @@ build() {
   local p args=()
   for p in "$@"; do args+=("${p}@${version}"); done
   # A module directory of its own, so go install never sees a go.mod above the temp dir.
-  (cd "$tmp" && CGO_ENABLED="$cgo" GOBIN="$tmp" go install -trimpath -ldflags "$ldflags" "${args[@]}") ||
+  (cd "$tmp" && CGO_ENABLED="$cgo" GOBIN="$tmp" go install -trimpath -tags "$tags" -ldflags "$ldflags" "${args[@]}") ||
     die "go install ${args[*]} failed"
   for b in $bins; do
     [[ -x "${tmp}/${b}" ]] || die "${name}: go install made no ${b}"
@@ -108,8 +110,13 @@ build containerd "$CONTAINERD_VERSION" 0 "-s -w" "containerd ctr containerd-shim
   github.com/containerd/containerd/v2/cmd/containerd \
   github.com/containerd/containerd/v2/cmd/ctr \
   github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2
-# runc's nsenter is C: it needs cgo (and a C compiler).
-build runc "$RUNC_VERSION" 1 "-s -w" runc github.com/opencontainers/runc
+# runc's nsenter is C: it needs cgo (and a C compiler). Like upstream's release binary (make
+# static) it is linked statically with libseccomp: without the seccomp tag runc refuses every
+# container that has a seccomp profile ("config provided but seccomp not supported"), and
+# containerd gives the pod sandbox one.
+tags="seccomp netgo osusergo urfave_cli_no_docs" variant="-static-seccomp"
+build runc "$RUNC_VERSION" 1 "-s -w -extldflags -static" runc github.com/opencontainers/runc
+tags="" variant=""
 # crictl reports "unknown" unless its release version is linked in, as its Makefile does.
 build cri-tools "$CRICTL_VERSION" 0 "-s -w -X sigs.k8s.io/cri-tools/pkg/version.Version=${CRICTL_VERSION}" crictl \
   sigs.k8s.io/cri-tools/cmd/crictl

@@ -8,7 +8,7 @@ pkgs=(
   qemu-system-x86 qemu-utils mmdebstrap            # real guests under TCG
   iproute2 ca-certificates git make                # network namespaces, tc netem
   dnsmasq-base                                     # DHCP on the e2e suite's private guest segment
-  gcc libc6-dev                                    # cgo: runc (build-artifacts.sh), flanneld (build-images.sh)
+  gcc libc6-dev libseccomp-dev                     # cgo: runc with seccomp (build-artifacts.sh), flanneld
 )
 missing=()
 for p in "${pkgs[@]}"; do

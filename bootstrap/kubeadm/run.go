@@ -17,11 +17,14 @@ import (
 
 // Node paths the runner reads and writes.
 const (
-	ConfigPath      = "/etc/ksboot/kubeadm.yaml"
-	AdminConf       = "/etc/kubernetes/admin.conf"
-	KubeletConf     = "/etc/kubernetes/kubelet.conf"
-	APIServerManif  = "/etc/kubernetes/manifests/kube-apiserver.yaml"
-	RootKubeconfig  = "/root/.kube/config"
+	ConfigPath     = "/etc/ksboot/kubeadm.yaml"
+	AdminConf      = "/etc/kubernetes/admin.conf"
+	KubeletConf    = "/etc/kubernetes/kubelet.conf"
+	APIServerManif = "/etc/kubernetes/manifests/kube-apiserver.yaml"
+	RootKubeconfig = "/root/.kube/config"
+	// DoneMarker is written when kubeadm init or join has succeeded. kubeadm's own files are
+	// no proof: a failed init leaves admin.conf and the static pod manifests behind.
+	DoneMarker      = "/var/lib/ksboot/kubeadm.done"
 	DefaultJoinWait = 30 * time.Minute
 )
 
@@ -85,9 +88,18 @@ func Run(ctx context.Context, o RunOptions) error {
 		}
 	}
 	p := o.Params
-	if done(o.Root, p.Role) {
+	if o.Root.Exists(DoneMarker) {
 		o.Logger.Info("this node already ran kubeadm; leaving it as it is", "role", string(p.Role))
 		return copyAdminConf(o.Root, p.Role)
+	}
+	if f := leftover(o.Root); f != "" && !o.DryRun {
+		// An earlier init or join failed or was cut short: start again from a clean node, as
+		// kubeadm's own advice goes. The CA is placed again below.
+		fmt.Fprintf(o.Console, "ksboot: an earlier kubeadm run did not finish (%s exists): kubeadm reset -f\n", f)
+		if _, err := o.Exec.Run(ctx, host.Cmd{Name: "kubeadm", Args: []string{"reset", "-f", "--cri-socket", CRISocket}}); err != nil {
+			return workflow.WithHint(fmt.Errorf("kubeadm reset after an unfinished kubeadm run: %w", err),
+				"run `kubeadm reset -f` on this node and restart ksboot-bootstrap.service")
+		}
 	}
 	cfg, err := Render(p)
 	if err != nil {
@@ -111,9 +123,17 @@ func Run(ctx context.Context, o RunOptions) error {
 		if o.DryRun {
 			return nil
 		}
-		return copyAdminConf(o.Root, p.Role)
+		return finished(o.Root, p.Role)
 	}
 	return join(ctx, o)
+}
+
+// finished records a successful kubeadm run and gives root its kubeconfig.
+func finished(root host.Root, role Role) error {
+	if _, err := root.WriteFile(DoneMarker, []byte(string(role)+"\n"), 0o600); err != nil {
+		return err
+	}
+	return copyAdminConf(root, role)
 }
 
 func writePKI(o RunOptions) error {
@@ -133,14 +153,14 @@ func ignoreFlag(checks []string) []string {
 	return []string{"--ignore-preflight-errors=" + strings.Join(checks, ",")}
 }
 
-func done(root host.Root, role Role) bool {
-	if role == RoleInit {
-		return root.Exists(AdminConf) && root.Exists(APIServerManif)
+// leftover names a file that kubeadm init or join writes, if one exists.
+func leftover(root host.Root) string {
+	for _, f := range []string{AdminConf, KubeletConf, APIServerManif, "/etc/kubernetes/manifests/etcd.yaml", "/etc/kubernetes/bootstrap-kubelet.conf"} {
+		if root.Exists(f) {
+			return f
+		}
 	}
-	if role == RoleControlPlane {
-		return root.Exists(KubeletConf) && root.Exists(APIServerManif)
-	}
-	return root.Exists(KubeletConf)
+	return ""
 }
 
 // copyAdminConf gives root a kubeconfig on control planes, as kubeadm's guide asks users to.
@@ -192,7 +212,7 @@ func join(ctx context.Context, o RunOptions) error {
 			if o.DryRun {
 				return nil
 			}
-			return copyAdminConf(o.Root, o.Params.Role)
+			return finished(o.Root, o.Params.Role)
 		}
 		output := string(out)
 		var re *host.RunError

@@ -3,6 +3,7 @@ package kubeadm
 import (
 	"context"
 	"errors"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -31,12 +32,8 @@ func runOptions(t *testing.T, node string, stub *hosttest.Stub) RunOptions {
 func TestInitPlacesPKIAndRunsOnce(t *testing.T) {
 	stub := hosttest.NewStub(t)
 	o := runOptions(t, "node1", stub)
-	stub.Register(`^kubeadm init --config /etc/ksboot/kubeadm.yaml --skip-token-print --ignore-preflight-errors=NumCPU,Mem$`, "", nil)
+	stub.RegisterDo(`^kubeadm init --config /etc/ksboot/kubeadm.yaml --skip-token-print --ignore-preflight-errors=NumCPU,Mem$`, kubeadmWrites(o.Root))
 	o.IgnorePreflight = IgnoredPreflightChecks([]string{"cpu", "memory", "time"})
-	// kubeadm writes admin.conf; the stub does not, so the test does.
-	if _, err := o.Root.WriteFile(AdminConf, []byte("apiVersion: v1\nkind: Config\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
 	if err := Run(context.Background(), o); err != nil {
 		t.Fatal(err)
 	}
@@ -48,14 +45,61 @@ func TestInitPlacesPKIAndRunsOnce(t *testing.T) {
 		t.Errorf("config:\n%s", cfg)
 	}
 	// Once kubeadm has run, a second run (reboot) changes nothing and runs nothing.
-	if _, err := o.Root.WriteFile(APIServerManif, []byte("x"), 0o600); err != nil {
-		t.Fatal(err)
-	}
 	if err := Run(context.Background(), o); err != nil {
 		t.Fatal(err)
 	}
 	if len(stub.Calls) != 1 {
 		t.Errorf("kubeadm ran again: %q", stub.Calls)
+	}
+}
+
+// kubeadmWrites stands in for kubeadm init's files.
+func kubeadmWrites(root host.Root) func() (string, error) {
+	return func() (string, error) {
+		for _, f := range []string{AdminConf, APIServerManif} {
+			if _, err := root.WriteFile(f, []byte("apiVersion: v1\nkind: Config\n"), 0o600); err != nil {
+				return "", err
+			}
+		}
+		return "Your Kubernetes control-plane has initialized successfully!", nil
+	}
+}
+
+// A failed init leaves kubeadm's files behind (admin.conf, static pod manifests). They are no
+// proof of a cluster: the next run resets the node and initialises again, with the CA in place.
+func TestInitAfterFailedInitResetsFirst(t *testing.T) {
+	stub := hosttest.NewStub(t)
+	o := runOptions(t, "node1", stub)
+	stub.RegisterDo(`^kubeadm init `, func() (string, error) {
+		_, _ = kubeadmWrites(o.Root)()
+		return "error execution phase wait-control-plane: could not bootstrap the admin user", errors.New("exit status 1")
+	})
+	if err := Run(context.Background(), o); err == nil {
+		t.Fatal("a failed init reported success")
+	}
+	if o.Root.Exists(DoneMarker) {
+		t.Fatal("a failed init was recorded as done")
+	}
+	var console strings.Builder
+	o.Console = &console
+	stub.RegisterDo(`^kubeadm reset -f --cri-socket unix:///run/containerd/containerd.sock$`, func() (string, error) {
+		// reset removes the PKI too; init must find the CA placed again.
+		return "", os.RemoveAll(o.Root.Path("/etc/kubernetes"))
+	})
+	stub.RegisterDo(`^kubeadm init `, func() (string, error) {
+		if !o.Root.Exists("/etc/kubernetes/pki/ca.key") {
+			return "", errors.New("init ran without the cluster CA in place")
+		}
+		return kubeadmWrites(o.Root)()
+	})
+	if err := Run(context.Background(), o); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(console.String(), "an earlier kubeadm run did not finish (/etc/kubernetes/admin.conf exists): kubeadm reset -f") {
+		t.Errorf("console:\n%s", console.String())
+	}
+	if !o.Root.Exists(DoneMarker) {
+		t.Error("the successful init was not recorded")
 	}
 }
 

@@ -26,6 +26,7 @@ type stubRule struct {
 	re     *regexp.Regexp
 	output string
 	err    error
+	do     func() (string, error)
 	used   int
 	many   bool
 }
@@ -50,6 +51,12 @@ func (s *Stub) Register(pattern, output string, err error) {
 	s.rules = append(s.rules, &stubRule{re: regexp.MustCompile(pattern), output: output, err: err})
 }
 
+// RegisterDo expects a command line matching pattern once and answers with what do returns;
+// do stands in for the command's effects (files it writes).
+func (s *Stub) RegisterDo(pattern string, do func() (string, error)) {
+	s.rules = append(s.rules, &stubRule{re: regexp.MustCompile(pattern), do: do})
+}
+
 // Allow expects any number (at least one) of commands matching pattern.
 func (s *Stub) Allow(pattern, output string) {
 	s.rules = append(s.rules, &stubRule{re: regexp.MustCompile(pattern), output: output, many: true})
@@ -64,6 +71,9 @@ func (s *Stub) Run(_ context.Context, c host.Cmd) ([]byte, error) {
 	for _, r := range s.rules {
 		if (r.used == 0 || r.many) && r.re.MatchString(line) {
 			r.used++
+			if r.do != nil {
+				r.output, r.err = r.do()
+			}
 			if r.err != nil {
 				return []byte(r.output), &host.RunError{Cmd: line, Output: []byte(r.output), ExitCode: 1, Err: r.err}
 			}
