@@ -5,9 +5,12 @@
 # from Go modules and a Debian base made with mmdebstrap (no image can be pulled on the machines
 # this project is built on), into
 #   ${XDG_CACHE_HOME:-$HOME/.cache}/ksboot/images/<key>/
-#     kubernetes-amd64.tar  exactly the images `kubeadm config images list` names for K8S_VERSION
-#     flannel-amd64.tar     Flannel's two images, under the names bootstrap/addons/flannel.go uses
-# Both are OCI archives (hack/ociimage, image.WriteImageArchive) for `ctr images import`.
+#     kubernetes-amd64.tar                the images `kubeadm config images list` names for
+#                                         K8S_VERSION that every node runs (kube-proxy, CoreDNS, pause)
+#     kubernetes-control-plane-amd64.tar  the rest of that list (API server, controller manager,
+#                                         scheduler, etcd), which workers skip
+#     flannel-amd64.tar                   Flannel's two images, under the names bootstrap/addons uses
+# All are OCI archives (hack/ociimage, image.WriteImageArchive) for `ctr images import`.
 # Nothing here is product code; test set-up (test/bundle) runs it.
 #
 # What goes into the images:
@@ -41,7 +44,8 @@
 # serialises concurrent callers. The module proxy and apt sources come from the environment
 # and the host; no host is named here.
 #
-# On stdout: "kubernetes-images PATH" and "flannel-images PATH"; progress on stderr.
+# On stdout: "kubernetes-images PATH", "kubernetes-control-plane-images PATH" and
+# "flannel-images PATH"; progress on stderr.
 set -euo pipefail
 
 K8S_VERSION="${K8S_VERSION:-v1.37.2}"
@@ -270,6 +274,15 @@ image_json() {
 
 inputs=() # every input file, for the cache key
 k8s_images=()
+# Control-plane images go to an archive of their own: workers skip it (bootstrap/install
+# imports only what a node runs), which saves minutes on small machines.
+cp_images=()
+add_image() { # COMPONENT JSON
+  case "$1" in
+    kube-apiserver | kube-controller-manager | kube-scheduler | etcd) cp_images+=("$2") ;;
+    *) k8s_images+=("$2") ;;
+  esac
+}
 for ref in "${k8s_refs[@]}"; do
   repo_name="${ref%:*}" tag="${ref##*:}"
   component="${repo_name##*/}"
@@ -277,12 +290,12 @@ for ref in "${k8s_refs[@]}"; do
   case "$component" in
     kube-apiserver | kube-controller-manager | kube-scheduler)
       src="${k8s_bin}/${component}"
-      k8s_images+=("$(image_json "$ref" "" "/usr/local/bin/${component}" "${src}:/usr/local/bin/${component}")")
+      add_image "$component" "$(image_json "$ref" "" "/usr/local/bin/${component}" "${src}:/usr/local/bin/${component}")"
       ;;
     kube-proxy)
       [[ -n "$base" ]] || debian_base
       src="${k8s_bin}/kube-proxy"
-      k8s_images+=("$(image_json "$ref" "$base" /usr/local/bin/kube-proxy "${src}:/usr/local/bin/kube-proxy")")
+      add_image kube-proxy "$(image_json "$ref" "$base" /usr/local/bin/kube-proxy "${src}:/usr/local/bin/kube-proxy")"
       ;;
     etcd)
       # registry.k8s.io/etcd tags are "<etcd version>-<image revision>".
@@ -293,7 +306,7 @@ for ref in "${k8s_refs[@]}"; do
         build_etcd "$etcd_version" || die "etcd ${etcd_version} does not build either"
       fi
       src="${cache}/etcd/${etcd_version}/bin/etcd"
-      k8s_images+=("$(image_json "$ref" "" /usr/local/bin/etcd "${src}:/usr/local/bin/etcd")")
+      add_image etcd "$(image_json "$ref" "" /usr/local/bin/etcd "${src}:/usr/local/bin/etcd")"
       ;;
     coredns)
       coredns_version="$tag"
@@ -303,7 +316,7 @@ for ref in "${k8s_refs[@]}"; do
         go_install coredns "$coredns_version" 0 coredns github.com/coredns/coredns || die "coredns ${coredns_version} does not build either"
       fi
       src="${cache}/coredns/${coredns_version}/bin/coredns"
-      k8s_images+=("$(image_json "$ref" "" /coredns "${src}:/coredns")")
+      add_image coredns "$(image_json "$ref" "" /coredns "${src}:/coredns")"
       ;;
     pause)
       # Built from this repository: the key is its source and the toolchain.
@@ -318,7 +331,7 @@ for ref in "${k8s_refs[@]}"; do
         publish "$tmp" "$(dirname "$src")"
         tmp=""
       fi
-      k8s_images+=("$(image_json "$ref" "" /pause "${src}:/pause")")
+      add_image pause "$(image_json "$ref" "" /pause "${src}:/pause")"
       ;;
     *)
       die "kubeadm lists ${ref}; this script does not know how to build ${component}"
@@ -352,13 +365,13 @@ log "flannel binaries ready in $(seconds "$step")s"
 key="$(
   {
     echo "v1 ${ARCH} ${SOURCE_DATE_EPOCH} $(go version)"
-    printf '%s\n' "${k8s_images[@]}" "${flannel_images[@]}"
+    printf '%s\n' "${k8s_images[@]}" "${cp_images[@]}" "${flannel_images[@]}"
     for f in "${inputs[@]}"; do echo "$f $(stat -L -c '%s %Y' "$f")"; done
     cat "${repo}/hack/ociimage/main.go" "${repo}/image/ociarchive.go"
   } | sha256sum | cut -c1-16
 )"
 final="${images_cache}/${key}"
-if [[ ! -f "${final}/kubernetes-${ARCH}.tar" || ! -f "${final}/flannel-${ARCH}.tar" ]]; then
+if [[ ! -f "${final}/kubernetes-${ARCH}.tar" || ! -f "${final}/kubernetes-control-plane-${ARCH}.tar" || ! -f "${final}/flannel-${ARCH}.tar" ]]; then
   step="$(date +%s)"
   tmp="$(mktemp -d "${images_cache}/.tmp.XXXXXX")"
   join() { local IFS=,; echo "$*"; }
@@ -366,6 +379,7 @@ if [[ ! -f "${final}/kubernetes-${ARCH}.tar" || ! -f "${final}/flannel-${ARCH}.t
 {"created": ${SOURCE_DATE_EPOCH},
  "archives": [
   {"path": $(json_str "${tmp}/kubernetes-${ARCH}.tar"), "images": [$(join "${k8s_images[@]}")]},
+  {"path": $(json_str "${tmp}/kubernetes-control-plane-${ARCH}.tar"), "images": [$(join "${cp_images[@]}")]},
   {"path": $(json_str "${tmp}/flannel-${ARCH}.tar"), "images": [$(join "${flannel_images[@]}")]}
  ]}
 EOF
@@ -388,7 +402,7 @@ EOF
 else
   log "archives cached in ${final}"
 fi
-for n in kubernetes flannel; do
+for n in kubernetes kubernetes-control-plane flannel; do
   log "${n}-${ARCH}.tar: $(( $(stat -c %s "${final}/${n}-${ARCH}.tar") >> 20 )) MiB"
   echo "${n}-images ${final}/${n}-${ARCH}.tar"
 done

@@ -26,10 +26,20 @@ func ImportImages(ctx context.Context, o Options) error {
 		return err
 	}
 	var archives []artifacts.Entry
+	var skipped []string
 	for _, e := range o.Source.Files(artifacts.KindImage) {
-		if e.Arch == "" || e.Arch == o.Arch {
+		switch {
+		case e.Arch != "" && e.Arch != o.Arch:
+		case !o.Config.Node.IsControlPlane() && len(e.Images) > 0 && !slices.ContainsFunc(e.Images, RunsOnEveryNode):
+			// A worker never runs the control plane: importing (and unpacking, slow on small
+			// machines) those images would only cost time and disk.
+			skipped = append(skipped, e.Name)
+		default:
 			archives = append(archives, e)
 		}
+	}
+	if len(skipped) > 0 {
+		o.say("images: skipped %s (control-plane images; this node is a worker)", joinNames(skipped))
 	}
 	if len(archives) == 0 {
 		o.say("images: none in %s; images will be pulled from registries", o.Source)
@@ -72,6 +82,23 @@ func ImportImages(ctx context.Context, o Options) error {
 		o.say("images: imported %s", joinNames(imported))
 	}
 	return nil
+}
+
+// controlPlaneImages are the images kubeadm runs only on control-plane nodes, by the last
+// element of their repository (which stays the same under registry rewriting).
+var controlPlaneImages = []string{"kube-apiserver", "kube-controller-manager", "kube-scheduler", "etcd"}
+
+// RunsOnEveryNode is false for an image only control-plane nodes run (by the last element of
+// its repository): workers skip archives of such images, and bundles keep them apart.
+func RunsOnEveryNode(ref string) bool {
+	repo := ref
+	if i := strings.LastIndexAny(repo, "@"); i >= 0 {
+		repo = repo[:i]
+	}
+	if i := strings.LastIndex(repo, ":"); i > strings.LastIndex(repo, "/") {
+		repo = repo[:i]
+	}
+	return !slices.Contains(controlPlaneImages, path.Base(repo))
 }
 
 // ctr runs containerd's ctr from where Binaries put it, in the CRI namespace.

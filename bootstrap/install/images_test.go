@@ -95,3 +95,40 @@ func TestImportImagesFromMirror(t *testing.T) {
 		t.Errorf("console %q", f.console.String())
 	}
 }
+
+// A worker imports what every node runs and skips archives of control-plane images only.
+func TestImportImagesOnWorkerSkipsControlPlane(t *testing.T) {
+	cp := imageArchive("kubernetes-control-plane", "amd64", "registry.k8s.io/kube-apiserver:v1.37.2", "registry.k8s.io/etcd:3.7.0-0",
+		"reg.example.com:5000/kubesphere/kube-scheduler:v1.37.2")
+	node := imageArchive("kubernetes", "amd64", "registry.k8s.io/kube-proxy:v1.37.2", "registry.k8s.io/pause:3.10.2")
+	f := newFixture(t, func(c *cluster.Cluster) { c.Spec.Artifacts.Bundle = "/srv/bundle" })
+	f.opts.Config.Node = cluster.NodeInfo{Name: "node2", Roles: []string{cluster.RoleWorker}}
+	artifactstest.WriteBundle(t, f.root.Path("/srv/bundle"), k8sVersion, nil, cp, node)
+	f.stub.Register(`^/usr/local/bin/ctr -n k8s.io images ls -q$`, "", nil)
+	f.stub.Register(`^/usr/local/bin/ctr -n k8s.io images import \S+/srv/bundle/images/kubernetes-amd64.tar$`, "", nil)
+	f.stub.Register(`^/usr/local/bin/ctr -n k8s.io images ls -q$`, "registry.k8s.io/kube-proxy:v1.37.2\nregistry.k8s.io/pause:3.10.2\n", nil)
+	if err := ImportImages(context.Background(), f.opts); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"images: skipped kubernetes-control-plane (control-plane images; this node is a worker)", "images: imported kubernetes"} {
+		if !strings.Contains(f.console.String(), want) {
+			t.Errorf("console %q does not say %q", f.console.String(), want)
+		}
+	}
+}
+
+func TestRunsOnEveryNode(t *testing.T) {
+	for ref, want := range map[string]bool{
+		"registry.k8s.io/kube-apiserver:v1.37.2":         false,
+		"registry.k8s.io/etcd:3.7.0-0":                   false,
+		"reg.local:5000/kubesphere/kube-scheduler:v1.37": false,
+		"registry.k8s.io/etcd@sha256:0123":               false,
+		"registry.k8s.io/kube-proxy:v1.37.2":             true,
+		"registry.k8s.io/coredns/coredns:v1.14.6":        true,
+		"reg.local:5000/pause:3.10.2":                    true,
+	} {
+		if got := RunsOnEveryNode(ref); got != want {
+			t.Errorf("RunsOnEveryNode(%q) = %v, want %v", ref, got, want)
+		}
+	}
+}

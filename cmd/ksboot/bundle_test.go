@@ -106,8 +106,9 @@ func TestBundleOnline(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d\n%s%s", code, out, errOut)
 	}
-	// 14 binaries; kubernetes, cni and storage image archives for each architecture.
-	if !strings.Contains(out, "20 artifacts for Kubernetes v1.37.2 (amd64,arm64)") || !strings.Contains(errOut, "[20/20] images storage (linux/arm64): pulled 2 images from "+reg.Host) {
+	// 14 binaries; kubernetes, kubernetes-control-plane, cni and storage image archives for
+	// each architecture.
+	if !strings.Contains(out, "22 artifacts for Kubernetes v1.37.2 (amd64,arm64)") || !strings.Contains(errOut, "[22/22] images storage (linux/arm64): pulled 2 images from "+reg.Host) {
 		t.Errorf("output:\n%s%s", out, errOut)
 	}
 	st, err := os.Stat(iso)
@@ -115,8 +116,8 @@ func TestBundleOnline(t *testing.T) {
 		t.Fatalf("bundle ISO: %v, %v; want mode 0644", st, err)
 	}
 	m := isoManifest(t, iso)
-	if len(m.Artifacts) != 20 {
-		t.Errorf("manifest has %d entries, want 20", len(m.Artifacts))
+	if len(m.Artifacts) != 22 {
+		t.Errorf("manifest has %d entries, want 22", len(m.Artifacts))
 	}
 	// The work directory is a bundle directory the agent can open.
 	work := filepath.Join(dir, "out", "bundle.d")
@@ -141,7 +142,7 @@ func TestBundleOnline(t *testing.T) {
 	if got := hits.Total() - before; got != 28 {
 		t.Errorf("second run made %d requests, want 28", got)
 	}
-	if got := reg.Total("") - regBefore; got != 0 || strings.Count(errOut, "already pulled") != 6 {
+	if got := reg.Total("") - regBefore; got != 0 || strings.Count(errOut, "already pulled") != 8 {
 		t.Errorf("second run made %d registry requests, want none:\n%s", got, errOut)
 	}
 	isoManifest(t, iso)
@@ -181,8 +182,9 @@ func TestBundleFromDir(t *testing.T) {
 			name:   "without manifest",
 			change: func(t *testing.T, dir string) { mustRemove(t, filepath.Join(dir, artifacts.ManifestFile)) },
 			args:   []string{"--kubernetes-version", "v1.37.2"},
-			// The binaries and the kubernetes, cni and storage image archives.
-			want: "10 artifacts for Kubernetes v1.37.2",
+			// The binaries and the kubernetes, kubernetes-control-plane, cni and storage image
+			// archives.
+			want: "11 artifacts for Kubernetes v1.37.2",
 		},
 		{
 			name:   "file not in the manifest",

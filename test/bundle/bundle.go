@@ -48,7 +48,7 @@ func Dir(t testing.TB, img *vm.Image, opts Options) string {
 	dirs := run(t, "build-artifacts.sh", opts.KubernetesVersion, "kubernetes", "containerd", "runc", "cri-tools", "cni-plugins")
 	var archives map[string]string
 	if opts.Images {
-		archives = run(t, "build-images.sh", opts.KubernetesVersion, "kubernetes-images", "flannel-images")
+		archives = run(t, "build-images.sh", opts.KubernetesVersion, "kubernetes-images", "kubernetes-control-plane-images", "flannel-images")
 	}
 	base, err := os.UserCacheDir()
 	if err != nil {

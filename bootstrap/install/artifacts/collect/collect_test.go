@@ -101,11 +101,11 @@ func (f *fixture) options(t *testing.T, c *cluster.Cluster, dir string, arches .
 }
 
 func kubernetesRefs(host string) []string {
-	return []string{
-		host + "/coredns/coredns:v1.14.6", host + "/etcd:3.7.0-0",
-		host + "/kube-apiserver:v1.37.2", host + "/kube-controller-manager:v1.37.2",
-		host + "/kube-proxy:v1.37.2", host + "/kube-scheduler:v1.37.2", host + "/pause:3.10.2",
-	}
+	return []string{host + "/coredns/coredns:v1.14.6", host + "/kube-proxy:v1.37.2", host + "/pause:3.10.2"}
+}
+
+func controlPlaneRefs(host string) []string {
+	return []string{host + "/etcd:3.7.0-0", host + "/kube-apiserver:v1.37.2", host + "/kube-controller-manager:v1.37.2", host + "/kube-scheduler:v1.37.2"}
 }
 
 func TestCollect(t *testing.T) {
@@ -113,10 +113,11 @@ func TestCollect(t *testing.T) {
 	c := f.cluster(t, "  network: {plugin: flannel}\n  kubesphere: {enabled: true, version: v4.1.3, chart: \""+f.mirror+"/charts/ks-core-1.1.4.tgz\"}\n")
 	h := f.reg.Host
 	groups := map[string][]string{
-		GroupKubernetes: kubernetesRefs(h),
-		GroupCNI:        {h + "/flannel-io/flannel-cni-plugin:v1.8.0-flannel1", h + "/flannel-io/flannel:v0.27.4"},
-		GroupStorage:    {h + "/openebs/linux-utils:4.3.0", h + "/openebs/provisioner-localpv:4.4.0"},
-		GroupKubeSphere: {h + "/kubesphere/ks-apiserver:v4.1.3"},
+		GroupKubernetes:   kubernetesRefs(h),
+		GroupControlPlane: controlPlaneRefs(h),
+		GroupCNI:          {h + "/flannel-io/flannel-cni-plugin:v1.8.0-flannel1", h + "/flannel-io/flannel:v0.27.4"},
+		GroupStorage:      {h + "/openebs/linux-utils:4.3.0", h + "/openebs/provisioner-localpv:4.4.0"},
+		GroupKubeSphere:   {h + "/kubesphere/ks-apiserver:v4.1.3"},
 	}
 	for _, refs := range groups {
 		collecttest.Push(t, refs...)
@@ -154,13 +155,13 @@ func TestCollect(t *testing.T) {
 	if f.reg.Total("kubesphere/") == ks {
 		t.Error("the resumed run did not pull KubeSphere's image")
 	}
-	if n := strings.Count(out.String(), "already pulled"); n != 6 {
-		t.Errorf("%d archives already pulled on resume, want 6:\n%s", n, out)
+	if n := strings.Count(out.String(), "already pulled"); n != 8 {
+		t.Errorf("%d archives already pulled on resume, want 8:\n%s", n, out)
 	}
 
-	// 14 binaries, the chart, 4 image groups for 2 architectures.
-	if len(m.Artifacts) != 14+1+8 {
-		t.Errorf("manifest has %d entries, want 23:\n%v", len(m.Artifacts), m.Artifacts)
+	// 14 binaries, the chart, 5 image groups for 2 architectures.
+	if len(m.Artifacts) != 14+1+10 {
+		t.Errorf("manifest has %d entries, want 25:\n%v", len(m.Artifacts), m.Artifacts)
 	}
 	for _, e := range m.Artifacts {
 		p := filepath.Join(dir, filepath.FromSlash(e.Path))
@@ -207,8 +208,8 @@ func TestCollect(t *testing.T) {
 	if got := f.hits.Total() - mirrorBefore; got != 28 {
 		t.Errorf("a run over a finished work directory made %d mirror requests, want 28", got)
 	}
-	if n := strings.Count(out.String(), "already pulled"); n != 8 {
-		t.Errorf("%d archives already pulled, want 8:\n%s", n, out)
+	if n := strings.Count(out.String(), "already pulled"); n != 10 {
+		t.Errorf("%d archives already pulled, want 10:\n%s", n, out)
 	}
 }
 
@@ -227,9 +228,10 @@ func TestCollectImageGroups(t *testing.T) {
 			name:  "calico and openebs",
 			extra: "  network: {plugin: calico}\n",
 			groups: map[string][]string{
-				GroupKubernetes: kubernetesRefs(h),
-				GroupCNI:        {h + "/calico/cni:v3.32.1", h + "/calico/kube-controllers:v3.32.1", h + "/calico/node:v3.32.1"},
-				GroupStorage:    {h + "/openebs/linux-utils:4.3.0", h + "/openebs/provisioner-localpv:4.4.0"},
+				GroupKubernetes:   kubernetesRefs(h),
+				GroupControlPlane: controlPlaneRefs(h),
+				GroupCNI:          {h + "/calico/cni:v3.32.1", h + "/calico/kube-controllers:v3.32.1", h + "/calico/node:v3.32.1"},
+				GroupStorage:      {h + "/openebs/linux-utils:4.3.0", h + "/openebs/provisioner-localpv:4.4.0"},
 			},
 			calico: true,
 		},
@@ -237,8 +239,9 @@ func TestCollectImageGroups(t *testing.T) {
 			name:  "no CNI, own storage, KubeSphere v3",
 			extra: "  network: {plugin: none}\n  storage: {defaultClass: local-path}\n  kubesphere: {enabled: true, version: v3.4.1}\n",
 			groups: map[string][]string{
-				GroupKubernetes: kubernetesRefs(h),
-				GroupKubeSphere: {h + "/kubesphere/ks-installer:v3.4.1"},
+				GroupKubernetes:   kubernetesRefs(h),
+				GroupControlPlane: controlPlaneRefs(h),
+				GroupKubeSphere:   {h + "/kubesphere/ks-installer:v3.4.1"},
 			},
 		},
 		{
@@ -246,11 +249,9 @@ func TestCollectImageGroups(t *testing.T) {
 			name:  "namespace override",
 			extra: "  network: {plugin: flannel}\n  kubesphere: {enabled: true, version: v3.4.1}\n",
 			groups: map[string][]string{
-				GroupKubernetes: {
-					h + "/kubesphereio/coredns:v1.14.6", h + "/kubesphereio/etcd:3.7.0-0",
-					h + "/kubesphereio/kube-apiserver:v1.37.2", h + "/kubesphereio/kube-controller-manager:v1.37.2",
-					h + "/kubesphereio/kube-proxy:v1.37.2", h + "/kubesphereio/kube-scheduler:v1.37.2", h + "/kubesphereio/pause:3.10.2",
-				},
+				GroupKubernetes: {h + "/kubesphereio/coredns:v1.14.6", h + "/kubesphereio/kube-proxy:v1.37.2", h + "/kubesphereio/pause:3.10.2"},
+				GroupControlPlane: {h + "/kubesphereio/etcd:3.7.0-0", h + "/kubesphereio/kube-apiserver:v1.37.2",
+					h + "/kubesphereio/kube-controller-manager:v1.37.2", h + "/kubesphereio/kube-scheduler:v1.37.2"},
 				GroupCNI:        {h + "/kubesphereio/flannel-cni-plugin:v1.8.0-flannel1", h + "/kubesphereio/flannel:v0.27.4"},
 				GroupStorage:    {h + "/kubesphereio/linux-utils:4.3.0", h + "/kubesphereio/provisioner-localpv:4.4.0"},
 				GroupKubeSphere: {h + "/kubesphereio/ks-installer:v3.4.1"},
@@ -388,7 +389,7 @@ func TestCollectErrors(t *testing.T) {
 func TestCollectCleansUp(t *testing.T) {
 	f := newFixture(t, "amd64")
 	dir := t.TempDir()
-	collecttest.Push(t, kubernetesRefs(f.reg.Host)...)
+	collecttest.Push(t, append(kubernetesRefs(f.reg.Host), controlPlaneRefs(f.reg.Host)...)...)
 	collecttest.Push(t, f.reg.Host+"/flannel-io/flannel:v0.27.4", f.reg.Host+"/flannel-io/flannel-cni-plugin:v1.8.0-flannel1")
 	opts, out := f.options(t, f.cluster(t, "  network: {plugin: flannel}\n  storage: {defaultClass: local-path}\n"), dir, "amd64")
 	if _, err := Collect(context.Background(), opts); err != nil {
@@ -462,7 +463,7 @@ func TestKubernetesImagesInexact(t *testing.T) {
 		c.o, _, _ = Options{Cluster: c.c, Out: &out, Arches: []string{"amd64"}, WorkDir: "x"}.check()
 		c.c.Spec.Kubernetes.Version = tc.version
 		ig, err := c.group(context.Background(), GroupKubernetes)
-		if err != nil || len(ig.refs) != 7 || ig.version != tc.version {
+		if err != nil || len(ig.refs) != 3 || ig.version != tc.version {
 			t.Fatalf("%s: %+v, %v", tc.version, ig, err)
 		}
 		warned := strings.Contains(out.String(), "warning: ksboot has not read the CoreDNS and etcd tags of kubeadm "+tc.version) &&

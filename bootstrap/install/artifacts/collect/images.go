@@ -35,8 +35,11 @@ const imagesDir = "images"
 // Image groups: one archive per group and architecture, named after the group, which is also
 // the manifest entry's name.
 const (
-	// GroupKubernetes is what kubeadm deploys: control plane, kube-proxy, CoreDNS, pause, etcd.
+	// GroupKubernetes is what kubeadm deploys on every node: kube-proxy, CoreDNS, pause.
 	GroupKubernetes = "kubernetes"
+	// GroupControlPlane is what kubeadm runs on control planes only: the API server,
+	// controller manager, scheduler and etcd. Workers skip its archive.
+	GroupControlPlane = "kubernetes-control-plane"
 	// GroupCNI is the network plugin's (Flannel or Calico).
 	GroupCNI = "cni"
 	// GroupStorage is OpenEBS LocalPV's.
@@ -47,7 +50,7 @@ const (
 
 // imageGroups lists the groups the cluster needs, in install order.
 func (c *collector) imageGroups() []string {
-	groups := []string{GroupKubernetes}
+	groups := []string{GroupKubernetes, GroupControlPlane}
 	switch c.c.Spec.Network.Plugin {
 	case "flannel", "calico":
 		groups = append(groups, GroupCNI)
@@ -79,15 +82,19 @@ func (c *collector) group(ctx context.Context, g string) (imageGroup, error) {
 	var err error
 	spec := c.c.Spec
 	switch g {
-	case GroupKubernetes:
+	case GroupKubernetes, GroupControlPlane:
 		p := kubeadm.ParamsFromNode(&cluster.NodeConfig{Cluster: *c.c}, "", "", "")
-		var exact bool
 		// In kubeadm's order: four Kubernetes images, CoreDNS, pause, etcd.
-		ig.refs, exact = install.KubeadmImages(spec.Kubernetes.Version, p.ImageRepository, p.DNSImageRepository)
+		refs, exact := install.KubeadmImages(spec.Kubernetes.Version, p.ImageRepository, p.DNSImageRepository)
 		ig.version = spec.Kubernetes.Version
-		if !exact {
+		if !exact && g == GroupKubernetes {
 			c.warn(fmt.Sprintf("ksboot has not read the CoreDNS and etcd tags of kubeadm %s; the bundle carries those of the nearest release it knows (%s): compare with `kubeadm config images list --kubernetes-version %s`",
-				spec.Kubernetes.Version, ig.refs[4]+", "+ig.refs[6], spec.Kubernetes.Version))
+				spec.Kubernetes.Version, refs[4]+", "+refs[6], spec.Kubernetes.Version))
+		}
+		for _, r := range refs {
+			if install.RunsOnEveryNode(r) == (g == GroupKubernetes) {
+				ig.refs = append(ig.refs, r)
+			}
 		}
 	case GroupCNI, GroupStorage:
 		ig.refs, err = c.addonImages(ctx, g)
