@@ -52,11 +52,14 @@ type timeouts struct {
 	Discovery                        string `yaml:"discovery"`
 }
 
-// kubeadmTimeouts are the waits ksboot gives kubeadm: three to four times its defaults.
+// kubeadmTimeouts are the waits ksboot gives kubeadm: three to ten times its defaults.
+// KubernetesAPICall matters most: kubeadm init's wait-control-plane phase first bootstraps the
+// admin user, retrying API calls for that long, before it waits for the control plane at all,
+// so on a slow machine it is the real bound on the API server's start.
 var kubeadmTimeouts = timeouts{
 	ControlPlaneComponentHealthCheck: "15m0s",
 	KubeletHealthCheck:               "10m0s",
-	KubernetesAPICall:                "2m0s",
+	KubernetesAPICall:                "10m0s",
 	EtcdAPICall:                      "5m0s",
 	TLSBootstrap:                     "15m0s",
 	Discovery:                        "15m0s",

@@ -115,7 +115,7 @@ localAPIEndpoint: {advertiseAddress: {{.Address}}, bindPort: 6443}
 nodeRegistration:
   name: {{.Name}}
   ignorePreflightErrors: [NumCPU, Mem]
-timeouts: {controlPlaneComponentHealthCheck: 15m0s, kubeletHealthCheck: 10m0s}
+timeouts: {controlPlaneComponentHealthCheck: 15m0s, kubeletHealthCheck: 10m0s, kubernetesAPICall: 10m0s}
 ---
 apiVersion: kubeadm.k8s.io/v1beta4
 kind: ClusterConfiguration
