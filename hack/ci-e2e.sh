@@ -9,15 +9,17 @@
 # Usage: CI_STARTED=<epoch seconds> hack/ci-e2e.sh
 #   KSBOOT_CI_BUDGET_MIN   CI's limit in minutes (60)
 #   KSBOOT_CI_MARGIN_MIN   kept free for what follows and for a slow run (10)
-#   KSBOOT_E2E_ESTIMATE_MIN  minutes the scenario takes here, set-up included (45: measured on a
-#                          2-core machine under TCG, guests and builds sharing the cores; see
-#                          the closing notes of the e2e issue). Set KSBOOT_CI_E2E=1 to run
+#   KSBOOT_E2E_ESTIMATE_MIN  minutes the scenario takes here, set-up included (90). On the
+#                          2-core development machine under TCG the scenario had not finished
+#                          after 48 minutes (control plane up after 28, workers joining), so
+#                          CI's 60 minutes cannot hold it there; a machine with more cores
+#                          should lower this after measuring. Set KSBOOT_CI_E2E=1 to run
 #                          regardless, KSBOOT_CI_E2E=0 to never run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 budget="${KSBOOT_CI_BUDGET_MIN:-60}"
 margin="${KSBOOT_CI_MARGIN_MIN:-10}"
-estimate="${KSBOOT_E2E_ESTIMATE_MIN:-45}"
+estimate="${KSBOOT_E2E_ESTIMATE_MIN:-90}"
 started="${CI_STARTED:-$(date +%s)}"
 elapsed=$(( ($(date +%s) - started) / 60 ))
 left=$(( budget - margin - elapsed ))
