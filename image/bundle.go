@@ -92,15 +92,7 @@ func writeBundleISO(dst string, files []BundleFile, opts Options) error {
 		return err
 	}
 	// The bundle is public content: readable by whoever attaches it to a machine.
-	if err := os.Chmod(tmp, bundleMode); err != nil {
-		_ = os.Remove(tmp)
-		return err
-	}
-	if err := os.Rename(tmp, dst); err != nil {
-		_ = os.Remove(tmp)
-		return err
-	}
-	return syncDir(filepath.Dir(dst))
+	return publishPublic(tmp, dst)
 }
 
 // checkBundleFiles validates paths (each a valid Rock Ridge/Joliet name at every level) and
@@ -473,4 +465,18 @@ func PackageEntry(file string) (e artifacts.Entry, ok bool) {
 		return artifacts.Entry{Name: strings.Join(nvr[:n-2], "-"), Version: nvr[n-2] + "-" + nvr[n-1], Arch: a, Kind: artifacts.KindRPM}, true
 	}
 	return e, false
+}
+
+// publishPublic gives a finished temporary file the bundle's public mode and renames it to
+// dst, removing it on failure; the bundle ISO and image archives end the same way.
+func publishPublic(tmp, dst string) error {
+	if err := os.Chmod(tmp, bundleMode); err != nil {
+		_ = os.Remove(tmp)
+		return err
+	}
+	if err := os.Rename(tmp, dst); err != nil {
+		_ = os.Remove(tmp)
+		return err
+	}
+	return syncDir(filepath.Dir(dst))
 }

@@ -12,7 +12,6 @@ import (
 	"io"
 	"os"
 	"path"
-	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -156,15 +155,7 @@ func writeImageArchive(dst string, images []RefImage, opts Options) error {
 		return err
 	}
 	// Image archives are public content of the bundle, like every other file in it.
-	if err := os.Chmod(tmp, bundleMode); err != nil {
-		_ = os.Remove(tmp)
-		return err
-	}
-	if err := os.Rename(tmp, dst); err != nil {
-		_ = os.Remove(tmp)
-		return err
-	}
-	return syncDir(filepath.Dir(dst))
+	return publishPublic(tmp, dst)
 }
 
 // imageBlobs returns the index entry for ri and the blobs its manifest lists. Layers are looked

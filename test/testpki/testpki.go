@@ -28,19 +28,7 @@ import (
 // ServingCert signs a server certificate for 127.0.0.1 with the cluster CA in s.
 func ServingCert(t testing.TB, s *cluster.Secrets) tls.Certificate {
 	t.Helper()
-	caBlock, _ := pem.Decode(s.CACert)
-	keyBlock, _ := pem.Decode(s.CAKey)
-	if caBlock == nil || keyBlock == nil {
-		t.Fatal("the cluster secrets hold no PEM CA certificate and key")
-	}
-	ca, err := x509.ParseCertificate(caBlock.Bytes)
-	if err != nil {
-		t.Fatal(err)
-	}
-	caKey, err := x509.ParsePKCS1PrivateKey(keyBlock.Bytes)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ca, caKey := clusterCA(t, s)
 	key, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
 		t.Fatal(err)
@@ -74,19 +62,7 @@ func APIServer(t testing.TB, s *cluster.Secrets) *httptest.Server {
 // would hold. It is valid for a day.
 func AdminKubeconfig(t testing.TB, s *cluster.Secrets, server, path string) {
 	t.Helper()
-	caBlock, _ := pem.Decode(s.CACert)
-	keyBlock, _ := pem.Decode(s.CAKey)
-	if caBlock == nil || keyBlock == nil {
-		t.Fatal("the cluster secrets hold no PEM CA certificate and key")
-	}
-	ca, err := x509.ParseCertificate(caBlock.Bytes)
-	if err != nil {
-		t.Fatal(err)
-	}
-	caKey, err := x509.ParsePKCS1PrivateKey(keyBlock.Bytes)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ca, caKey := clusterCA(t, s)
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
@@ -116,4 +92,23 @@ func AdminKubeconfig(t testing.TB, s *cluster.Secrets, server, path string) {
 	if err := clientcmd.WriteToFile(*kc, path); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// clusterCA parses the cluster CA certificate and key from s.
+func clusterCA(t testing.TB, s *cluster.Secrets) (*x509.Certificate, *rsa.PrivateKey) {
+	t.Helper()
+	caBlock, _ := pem.Decode(s.CACert)
+	keyBlock, _ := pem.Decode(s.CAKey)
+	if caBlock == nil || keyBlock == nil {
+		t.Fatal("the cluster secrets hold no PEM CA certificate and key")
+	}
+	ca, err := x509.ParseCertificate(caBlock.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caKey, err := x509.ParsePKCS1PrivateKey(keyBlock.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ca, caKey
 }
