@@ -118,6 +118,12 @@ func TestSemanticChecks(t *testing.T) {
 		}, "spec.discovery.mode", false},
 		{"bad mirror", func(c *Cluster) { c.Spec.Registry.RegistryMirrors = []string{"mirror.example.com"} }, "spec.registry.registryMirrors[0]", false},
 		{"etcd off control plane", func(c *Cluster) { c.Spec.RoleGroups.Etcd = []string{"node2"} }, "spec.roleGroups.etcd[0]", false},
+		{"flag without value", func(c *Cluster) {
+			c.Spec.Kubernetes.ControllerManagerArgs = []string{"leader-elect-lease-duration=60s", "--profiling"}
+		}, "spec.kubernetes.controllerManagerArgs[1]", false},
+		{"election shorter than five heartbeats", func(c *Cluster) { c.Spec.Etcd.ElectionTimeout = 1000 }, "spec.etcd.electionTimeout", false},
+		{"election over etcd's maximum", func(c *Cluster) { c.Spec.Etcd.ElectionTimeout = 60000 }, "spec.etcd.electionTimeout", false},
+		{"bad etcd flag", func(c *Cluster) { c.Spec.Etcd.ExtraArgs = []string{"=1"} }, "spec.etcd.extraArgs[0]", false},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -18,7 +18,11 @@ const (
 	DefaultAPIServerPort  = 6443
 	DefaultStorageClass   = "openebs-hostpath"
 	DefaultArch           = "amd64"
-	DefaultInterface      = "eth0"
+
+	// KubeKey's etcd timing (its etcd.env), in milliseconds.
+	DefaultEtcdHeartbeatMillis = 250
+	DefaultEtcdElectionMillis  = 5000
+	DefaultInterface           = "eth0"
 
 	DiscoveryMDNS   = "mdns"
 	DiscoveryStatic = "static"
@@ -45,6 +49,12 @@ func SetDefaults(c *Cluster) {
 	}
 	if k.ProxyMode == "" {
 		k.ProxyMode = DefaultProxyMode
+	}
+	if s.Etcd.HeartbeatInterval == 0 {
+		s.Etcd.HeartbeatInterval = DefaultEtcdHeartbeatMillis
+	}
+	if s.Etcd.ElectionTimeout == 0 {
+		s.Etcd.ElectionTimeout = DefaultEtcdElectionMillis
 	}
 	n := &s.Network
 	if n.Plugin == "" {

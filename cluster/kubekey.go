@@ -50,7 +50,16 @@ type kubekeyCluster struct {
 			ContainerManager       string   `yaml:"containerManager"`
 			ProxyMode              string   `yaml:"proxyMode"`
 			APIServerCertExtraSans []string `yaml:"apiserverCertExtraSans"`
+			APIServerArgs          []string `yaml:"apiserverArgs"`
+			ControllerManagerArgs  []string `yaml:"controllerManagerArgs"`
+			SchedulerArgs          []string `yaml:"schedulerArgs"`
+			KubeletArgs            []string `yaml:"kubeletArgs"`
 		} `yaml:"kubernetes"`
+		Etcd struct {
+			HeartbeatInterval int      `yaml:"heartbeatInterval"`
+			ElectionTimeout   int      `yaml:"electionTimeout"`
+			ExtraArgs         []string `yaml:"extraArgs"`
+		} `yaml:"etcd"`
 		Network struct {
 			Plugin          string `yaml:"plugin"`
 			KubePodsCIDR    string `yaml:"kubePodsCIDR"`
@@ -188,7 +197,10 @@ func FromKubeKey(name string, data []byte) (*Cluster, []string, error) {
 	}
 	k := s.Kubernetes
 	c.Spec.Kubernetes = Kubernetes{Version: k.Version, ClusterName: k.ClusterName, ContainerManager: k.ContainerManager,
-		ProxyMode: k.ProxyMode, APIServerCertExtraSans: k.APIServerCertExtraSans}
+		ProxyMode: k.ProxyMode, APIServerCertExtraSans: k.APIServerCertExtraSans,
+		APIServerArgs: k.APIServerArgs, ControllerManagerArgs: k.ControllerManagerArgs,
+		SchedulerArgs: k.SchedulerArgs, KubeletArgs: k.KubeletArgs}
+	c.Spec.Etcd = Etcd{HeartbeatInterval: s.Etcd.HeartbeatInterval, ElectionTimeout: s.Etcd.ElectionTimeout, ExtraArgs: s.Etcd.ExtraArgs}
 	if k.ContainerManager == "docker" {
 		c.Spec.Kubernetes.ContainerManager = "containerd"
 		notes = append(notes, "kubernetes.containerManager: docker replaced by containerd (ksboot supports containerd only)")

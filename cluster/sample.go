@@ -53,7 +53,10 @@ var sampleComments = map[string]string{
 		"etcd runs on control-plane hosts. Ranges such as node[2:9] are accepted.",
 	"spec.controlPlaneEndpoint": "How nodes reach the API server. With several control planes, set address to the\n" +
 		"load balancer or VIP in front of them; domain resolves to it on every node.",
-	"spec.kubernetes": "Kubernetes release and settings (containerd is the runtime).",
+	"spec.kubernetes": "Kubernetes release and settings (containerd is the runtime). apiserverArgs,\n" +
+		"controllerManagerArgs, schedulerArgs and kubeletArgs add name=value flags, as in KubeKey.",
+	"spec.etcd": "etcd's heartbeat and election timeout in milliseconds (KubeKey's defaults); raise\n" +
+		"them on slow disks or networks.",
 	"spec.network":    "CNI plugin (calico or flannel) and address ranges (KubeKey's defaults).",
 	"spec.registry":   "Where images come from: a private registry, mirrors, insecure registries, credentials.",
 	"spec.storage":    "openebs-hostpath deploys OpenEBS LocalPV as the default StorageClass; name another\nclass to bring your own.",

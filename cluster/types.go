@@ -36,6 +36,7 @@ type Spec struct {
 	RoleGroups           RoleGroups           `yaml:"roleGroups"`
 	ControlPlaneEndpoint ControlPlaneEndpoint `yaml:"controlPlaneEndpoint"`
 	Kubernetes           Kubernetes           `yaml:"kubernetes"`
+	Etcd                 Etcd                 `yaml:"etcd,omitempty"`
 	Network              Network              `yaml:"network"`
 	Registry             Registry             `yaml:"registry"`
 	Storage              Storage              `yaml:"storage,omitempty"`
@@ -88,6 +89,26 @@ type Kubernetes struct {
 	APIServerCertExtraSans []string `yaml:"apiserverCertExtraSans,omitempty"`
 	// ImageRepository overrides where kubeadm pulls control-plane images from.
 	ImageRepository string `yaml:"imageRepository,omitempty"`
+	// Extra command-line flags, each "name=value" (a leading "--" is allowed), for the
+	// control-plane components and the kubelet: KubeKey's fields of the same names. They become
+	// kubeadm's extraArgs and override kubeadm's own flags of the same name.
+	APIServerArgs         []string `yaml:"apiserverArgs,omitempty"`
+	ControllerManagerArgs []string `yaml:"controllerManagerArgs,omitempty"`
+	SchedulerArgs         []string `yaml:"schedulerArgs,omitempty"`
+	KubeletArgs           []string `yaml:"kubeletArgs,omitempty"`
+}
+
+// Etcd tunes the etcd that kubeadm runs on the etcd hosts (kubeadm's local etcd). Field names
+// and defaults follow KubeKey's etcd settings: 250 ms heartbeats and a 5 s election timeout
+// instead of etcd's 100 ms and 1 s, which suit the disks and networks of ordinary VMs better.
+type Etcd struct {
+	// HeartbeatInterval is etcd's --heartbeat-interval in milliseconds.
+	HeartbeatInterval int `yaml:"heartbeatInterval,omitempty"`
+	// ElectionTimeout is etcd's --election-timeout in milliseconds; etcd wants at least five
+	// heartbeats in it.
+	ElectionTimeout int `yaml:"electionTimeout,omitempty"`
+	// ExtraArgs are further etcd flags, each "name=value".
+	ExtraArgs []string `yaml:"extraArgs,omitempty"`
 }
 
 // Network selects the CNI and the address ranges. Defaults are KubeKey's.

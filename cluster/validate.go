@@ -57,6 +57,7 @@ func (v *validator) run(c *Cluster) {
 	v.roleGroups(c)
 	v.endpoint(c)
 	v.kubernetes(c)
+	v.etcd(c)
 	v.network(c, hostNets)
 	v.registry(c)
 	v.kubesphere(c)
@@ -251,6 +252,38 @@ func (v *validator) kubernetes(c *Cluster) {
 			v.errorf(fmt.Sprintf("spec.kubernetes.apiserverCertExtraSans[%d]", i), "%q is neither an IP address nor a DNS name", san)
 		}
 	}
+	v.flags("spec.kubernetes.apiserverArgs", k.APIServerArgs)
+	v.flags("spec.kubernetes.controllerManagerArgs", k.ControllerManagerArgs)
+	v.flags("spec.kubernetes.schedulerArgs", k.SchedulerArgs)
+	v.flags("spec.kubernetes.kubeletArgs", k.KubeletArgs)
+}
+
+// flagPattern is a "name=value" command-line flag as KubeKey's *Args fields take them.
+var flagPattern = regexp.MustCompile(`^(--)?[a-z0-9][a-z0-9.-]*=`)
+
+// flags checks a list of "name=value" flags.
+func (v *validator) flags(path string, args []string) {
+	for i, a := range args {
+		if !flagPattern.MatchString(a) {
+			v.errorf(fmt.Sprintf("%s[%d]", path, i), "%q is not a flag of the form name=value", a)
+		}
+	}
+}
+
+// etcd checks etcd's timing against the limits etcd itself enforces at start-up.
+func (v *validator) etcd(c *Cluster) {
+	e := c.Spec.Etcd
+	if e.HeartbeatInterval < 1 {
+		v.errorf("spec.etcd.heartbeatInterval", "%d ms must be positive", e.HeartbeatInterval)
+	}
+	switch {
+	case e.ElectionTimeout > 50000:
+		v.errorf("spec.etcd.electionTimeout", "%d ms is more than etcd's maximum of 50000", e.ElectionTimeout)
+	case e.HeartbeatInterval > 0 && e.ElectionTimeout < 5*e.HeartbeatInterval:
+		v.errorf("spec.etcd.electionTimeout", "%d ms must be at least 5 heartbeats (%d ms): etcd refuses to start otherwise",
+			e.ElectionTimeout, 5*e.HeartbeatInterval)
+	}
+	v.flags("spec.etcd.extraArgs", e.ExtraArgs)
 }
 
 func (v *validator) network(c *Cluster, hosts []hostNet) {

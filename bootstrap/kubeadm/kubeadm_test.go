@@ -131,6 +131,21 @@ var renderCases = []renderCase{
 		c.Spec.Registry.NamespaceOverride = "kubesphereio"
 		return ParamsFromNode(nodeConfig(t, c, "node1"), "", "", "")
 	}},
+	{"component-args", RoleInit, func(t testing.TB) Params {
+		// KubeKey-style flags for slow machines: longer leases, slower etcd timing.
+		c := sampleCluster()
+		c.Spec.Kubernetes.APIServerArgs = []string{"--request-timeout=2m"}
+		c.Spec.Kubernetes.ControllerManagerArgs = []string{"leader-elect-lease-duration=60s", "leader-elect-renew-deadline=40s"}
+		c.Spec.Kubernetes.SchedulerArgs = []string{"leader-elect-lease-duration=60s"}
+		c.Spec.Kubernetes.KubeletArgs = []string{"node-status-update-frequency=20s"}
+		c.Spec.Etcd = cluster.Etcd{HeartbeatInterval: 500, ElectionTimeout: 10000, ExtraArgs: []string{"snapshot-count=5000"}}
+		return ParamsFromNode(nodeConfig(t, c, "node1"), "", "", "")
+	}},
+	{"worker-kubelet-args", RoleWorker, func(t testing.TB) Params {
+		c := sampleCluster()
+		c.Spec.Kubernetes.KubeletArgs = []string{"node-status-update-frequency=20s"}
+		return ParamsFromNode(nodeConfig(t, c, "node2"), "", "", "")
+	}},
 }
 
 func TestRenderGolden(t *testing.T) {

@@ -85,6 +85,13 @@ type Params struct {
 	DNSImageRepository string
 	// ProxyMode is kube-proxy's mode: ipvs, iptables or nftables.
 	ProxyMode string
+	// Extra flags of the components (extraArgs): the API server, controller manager,
+	// scheduler and local etcd are cluster-wide (init only); the kubelet's are per node.
+	APIServerArgs         []Arg
+	ControllerManagerArgs []Arg
+	SchedulerArgs         []Arg
+	EtcdArgs              []Arg
+	KubeletArgs           []Arg
 
 	// Token is the bootstrap token "[a-z0-9]{6}.[a-z0-9]{16}". It is a secret.
 	Token string
@@ -148,6 +155,12 @@ func ParamsFromNode(nc *cluster.NodeConfig, nodeName, advertiseAddress string, e
 		Token:             nc.Secrets.BootstrapToken,
 		TokenTTL:          SeedTokenTTL,
 		CACertHashes:      []string{nc.Secrets.CACertHash},
+
+		APIServerArgs:         flagArgs(spec.Kubernetes.APIServerArgs),
+		ControllerManagerArgs: flagArgs(spec.Kubernetes.ControllerManagerArgs),
+		SchedulerArgs:         flagArgs(spec.Kubernetes.SchedulerArgs),
+		EtcdArgs:              etcdArgs(spec.Etcd),
+		KubeletArgs:           flagArgs(spec.Kubernetes.KubeletArgs),
 	}
 	p.ImageRepository, p.DNSImageRepository = imageRepositories(c)
 	switch {
@@ -160,6 +173,29 @@ func ParamsFromNode(nc *cluster.NodeConfig, nodeName, advertiseAddress string, e
 		p.AdvertiseAddress = advertiseAddress
 	}
 	return p
+}
+
+// flagArgs turns the cluster file's "name=value" flags (validated there) into extraArgs.
+func flagArgs(flags []string) []Arg {
+	var out []Arg
+	for _, f := range flags {
+		name, value, _ := strings.Cut(strings.TrimPrefix(f, "--"), "=")
+		out = append(out, Arg{Name: name, Value: value})
+	}
+	return out
+}
+
+// etcdArgs is etcd's timing from the cluster file, then its extra flags; zero timings (a
+// cluster file that was not defaulted) leave etcd's own defaults.
+func etcdArgs(e cluster.Etcd) []Arg {
+	var out []Arg
+	if e.HeartbeatInterval > 0 {
+		out = append(out, Arg{Name: "heartbeat-interval", Value: strconv.Itoa(e.HeartbeatInterval)})
+	}
+	if e.ElectionTimeout > 0 {
+		out = append(out, Arg{Name: "election-timeout", Value: strconv.Itoa(e.ElectionTimeout)})
+	}
+	return append(out, flagArgs(e.ExtraArgs)...)
 }
 
 // hostIP returns the address of a host's "address/prefix" (or bare address); "" for DHCP.

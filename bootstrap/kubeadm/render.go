@@ -87,6 +87,9 @@ type taint struct {
 	Effect string `yaml:"effect"`
 }
 
+// Arg is one command-line flag of a component, as kubeadm v1beta4's extraArgs lists them.
+type Arg = arg
+
 type arg struct {
 	Name  string `yaml:"name"`
 	Value string `yaml:"value"`
@@ -102,7 +105,10 @@ type clusterConfiguration struct {
 	Networking           networking `yaml:"networking"`
 	KubernetesVersion    string     `yaml:"kubernetesVersion"`
 	ControlPlaneEndpoint string     `yaml:"controlPlaneEndpoint,omitempty"`
+	Etcd                 etcd       `yaml:"etcd,omitempty"`
 	APIServer            apiServer  `yaml:"apiServer,omitempty"`
+	ControllerManager    component  `yaml:"controllerManager,omitempty"`
+	Scheduler            component  `yaml:"scheduler,omitempty"`
 	DNS                  imageMeta  `yaml:"dns,omitempty"`
 	CertificatesDir      string     `yaml:"certificatesDir,omitempty"`
 	ImageRepository      string     `yaml:"imageRepository,omitempty"`
@@ -116,7 +122,21 @@ type networking struct {
 }
 
 type apiServer struct {
-	CertSANs []string `yaml:"certSANs,omitempty"`
+	ExtraArgs []arg    `yaml:"extraArgs,omitempty"`
+	CertSANs  []string `yaml:"certSANs,omitempty"`
+}
+
+// component is v1beta4's ControlPlaneComponent (controllerManager, scheduler).
+type component struct {
+	ExtraArgs []arg `yaml:"extraArgs,omitempty"`
+}
+
+type etcd struct {
+	Local *localEtcd `yaml:"local,omitempty"`
+}
+
+type localEtcd struct {
+	ExtraArgs []arg `yaml:"extraArgs,omitempty"`
 }
 
 type imageMeta struct {
@@ -220,11 +240,16 @@ func initDocuments(p Params) []any {
 		},
 		KubernetesVersion:    p.KubernetesVersion,
 		ControlPlaneEndpoint: p.ControlPlaneEndpoint,
-		APIServer:            apiServer{CertSANs: p.CertSANs},
+		APIServer:            apiServer{ExtraArgs: p.APIServerArgs, CertSANs: p.CertSANs},
+		ControllerManager:    component{ExtraArgs: p.ControllerManagerArgs},
+		Scheduler:            component{ExtraArgs: p.SchedulerArgs},
 		DNS:                  imageMeta{ImageRepository: p.DNSImageRepository},
 		CertificatesDir:      p.CertificatesDir,
 		ImageRepository:      p.ImageRepository,
 		ClusterName:          p.ClusterName,
+	}
+	if len(p.EtcdArgs) > 0 {
+		cc.Etcd.Local = &localEtcd{ExtraArgs: p.EtcdArgs}
 	}
 	kc := kubeletConfiguration{
 		typeMeta: typeMeta{KubeletAPIVersion, "KubeletConfiguration"},
@@ -272,6 +297,7 @@ func (p Params) nodeRegistration() nodeRegistration {
 	if p.NodeIP != "" {
 		nr.KubeletExtraArgs = []arg{{Name: "node-ip", Value: p.NodeIP}}
 	}
+	nr.KubeletExtraArgs = append(nr.KubeletExtraArgs, p.KubeletArgs...)
 	return nr
 }
 

@@ -106,7 +106,8 @@ ExecStart=/usr/local/bin/kubelet $KUBELET_KUBECONFIG_ARGS $KUBELET_CONFIG_ARGS $
 `
 
 // baselineKubeadm is kubeadm's own configuration with the waits ksboot also gives it on slow
-// machines (without them kubeadm init gives up after 4 minutes under TCG).
+// machines (without them kubeadm init gives up after 4 minutes under TCG) and the component
+// tuning the ksboot scenarios' cluster files set, so that both bootstraps run the same cluster.
 const baselineKubeadm = `apiVersion: kubeadm.k8s.io/v1beta4
 kind: InitConfiguration
 bootstrapTokens:
@@ -121,6 +122,10 @@ apiVersion: kubeadm.k8s.io/v1beta4
 kind: ClusterConfiguration
 kubernetesVersion: {{.Version}}
 networking: {podSubnet: {{.PodCIDR}}, serviceSubnet: {{.ServiceCIDR}}}
+# The same slow-machine tuning as the ksboot scenarios' cluster files.
+etcd: {local: {extraArgs: [{name: heartbeat-interval, value: "500"}, {name: election-timeout, value: "10000"}]}}
+controllerManager: {extraArgs: &leases [{name: leader-elect-lease-duration, value: 120s}, {name: leader-elect-renew-deadline, value: 100s}, {name: leader-elect-retry-period, value: 10s}]}
+scheduler: {extraArgs: *leases}
 ---
 apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration

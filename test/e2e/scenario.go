@@ -48,6 +48,8 @@ type GuestSpec struct {
 	CPUs    int    `yaml:"cpus"`
 	MemMiB  int    `yaml:"memMiB"`
 	DiskMiB int    `yaml:"diskMiB"`
+	// TBMiB is qemu's translated-code cache (vm.Options.TBMiB); 0 is the vm package's default.
+	TBMiB int `yaml:"tbMiB"`
 	// StartAfter switches the guest on this long after the first one.
 	StartAfter Duration `yaml:"startAfter"`
 	// ResetOn hard-resets the guest (power cut, then on again) the first time its serial

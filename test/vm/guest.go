@@ -55,8 +55,13 @@ type Options struct {
 	// the agent finds by its volume label. The files are never modified.
 	ExtraDrives []string
 	// KernelArgs are appended to the kernel command line "root=/dev/vda rw console=ttyS0
-	// net.ifnames=0 panic=-1 modprobe.blacklist=kvm,kvm_amd,kvm_intel".
+	// net.ifnames=0 panic=-1 modprobe.blacklist=kvm,kvm_amd,kvm_intel tsc=reliable".
 	KernelArgs []string
+	// TBMiB is the size of qemu's translated-code cache; 0 means 128, which halves qemu's
+	// memory for a plain boot (VM.md). A guest running many large programs at once (a
+	// Kubernetes control plane: a dozen Go binaries of 50–150 MB) retranslates everything each
+	// time the cache fills; qemu's own default is 1024.
+	TBMiB int
 }
 
 // NIC is a virtio network card on the guest's segment.
@@ -115,6 +120,13 @@ func start(t testing.TB, img *Image, opts Options) (*Guest, error) {
 	if cpus == 0 {
 		cpus = 1
 	}
+	tb := opts.TBMiB
+	if tb == 0 {
+		tb = 128
+	}
+	if tb < 32 || tb > 2048 {
+		return nil, fmt.Errorf("guest %s: TBMiB %d out of range (32–2048)", name, tb)
+	}
 	if mem < 256 || cpus < 1 || cpus > 16 {
 		return nil, fmt.Errorf("guest %s: MemMiB %d / CPUs %d out of range (MemMiB ≥ 256, 1 ≤ CPUs ≤ 16)", name, mem, cpus)
 	}
@@ -165,7 +177,7 @@ func start(t testing.TB, img *Image, opts Options) (*Guest, error) {
 
 	args := []string{
 		"-name", name,
-		"-accel", "tcg,tb-size=128",
+		"-accel", "tcg,tb-size=" + strconv.Itoa(tb),
 		// Plain "max": "max,svm=off" (tried to keep kvm_amd from loading) breaks this guest
 		// kernel under qemu 7.2 TCG: mount points in /proc/self/mountinfo read "xxx",
 		// and systemd's mounts and udevd fail.
@@ -179,6 +191,11 @@ func start(t testing.TB, img *Image, opts Options) (*Guest, error) {
 			"root=/dev/vda", "rw", "console=ttyS0", "net.ifnames=0", "panic=-1",
 			// -cpu max offers SVM; loading kvm for it costs seconds of TCG boot.
 			"modprobe.blacklist=kvm,kvm_amd,kvm_intel",
+			// Without it an SMP guest finds its TSCs "unsynchronized" and falls back to the
+			// HPET, whose every read is an emulated MMIO access and a system call: a
+			// time.monotonic() loop in the guest ran 2.4x slower (VM.md). Go programs read
+			// the clock constantly.
+			"tsc=reliable",
 		}, opts.KernelArgs...), " "),
 		"-drive", "file=" + qemuOpt(g.disk) + ",format=" + g.diskFmt + ",if=virtio,cache=unsafe",
 		"-device", "virtio-rng-pci",
