@@ -51,6 +51,9 @@ func TestConfigure(t *testing.T) {
 	if !f.root.Exists("/etc/containerd/certs.d/mine.example.com/hosts.toml") {
 		t.Error("an administrator's hosts file was removed")
 	}
+	if !f.root.Exists(StaticPodDir) {
+		t.Errorf("%s (the kubelet's static pod directory) not created", StaticPodDir)
+	}
 	order := strings.Join(f.stub.Calls, "; ")
 	if order != "systemctl daemon-reload; systemctl enable containerd.service kubelet.service; systemctl restart containerd.service" {
 		t.Errorf("commands: %s", order)

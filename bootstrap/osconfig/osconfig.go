@@ -131,10 +131,14 @@ func Swap(ctx context.Context, o Options) error {
 }
 
 // KernelModules are the modules Kubernetes networking needs; IPVS mode needs its own.
+// nf_conntrack is needed in every mode: kube-proxy sets nf_conntrack_max and the conntrack
+// timeouts at start and exits when /proc/sys/net/netfilter does not exist yet. Found by the
+// e2e suite: on a fresh control plane nothing else had loaded the module, so kube-proxy
+// crash-looped, Service IPs never worked and Flannel could not reach the API.
 func KernelModules(proxyMode string) []string {
-	mods := []string{"overlay", "br_netfilter"}
+	mods := []string{"overlay", "br_netfilter", "nf_conntrack"}
 	if proxyMode == "ipvs" {
-		mods = append(mods, "ip_vs", "ip_vs_rr", "ip_vs_wrr", "ip_vs_sh", "nf_conntrack")
+		mods = append(mods, "ip_vs", "ip_vs_rr", "ip_vs_wrr", "ip_vs_sh")
 	}
 	return mods
 }

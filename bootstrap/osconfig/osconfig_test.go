@@ -3,6 +3,7 @@ package osconfig
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 
@@ -105,5 +106,19 @@ func TestHostsEntriesWithDiscoveredEndpoint(t *testing.T) {
 	got := HostsEntries(nc, "10.9.9.9")
 	if got[len(got)-1] != "10.9.9.9 lb.kubesphere.local" {
 		t.Errorf("%v", got)
+	}
+}
+
+// TestKernelModulesConntrackInEveryMode guards the e2e finding: kube-proxy exits at start when
+// nf_conntrack is not loaded, whatever its mode.
+func TestKernelModulesConntrackInEveryMode(t *testing.T) {
+	for _, mode := range []string{"iptables", "nftables", "ipvs"} {
+		mods := KernelModules(mode)
+		if !slices.Contains(mods, "nf_conntrack") || !slices.Contains(mods, "br_netfilter") {
+			t.Errorf("%s: modules %v lack nf_conntrack or br_netfilter", mode, mods)
+		}
+		if got := slices.Contains(mods, "ip_vs"); got != (mode == "ipvs") {
+			t.Errorf("%s: ip_vs loaded = %v", mode, got)
+		}
 	}
 }

@@ -40,6 +40,8 @@ tar -C /usr/local/bin -xzf $B/crictl/crictl-*-linux-amd64.tar.gz
 swapoff -a
 modprobe overlay
 modprobe br_netfilter
+# kube-proxy exits at start without it (the e2e suite found this with ksboot first).
+modprobe nf_conntrack
 sysctl -w net.bridge.bridge-nf-call-iptables=1 net.bridge.bridge-nf-call-ip6tables=1 net.ipv4.ip_forward=1
 systemctl daemon-reload
 systemctl enable --now containerd

@@ -198,7 +198,7 @@ func (r *run) startGuests(ctx context.Context) {
 				}
 			}
 		}
-		g := vm.Start(r.t, r.env.Image, vm.Options{Name: gs.Name, CPUs: gs.CPUs, MemMiB: gs.MemMiB, DiskMiB: gs.DiskMiB, TBMiB: gs.TBMiB,
+		g := vm.Start(r.t, r.env.Image, vm.Options{Name: gs.Name, CPUs: gs.CPUs, MemMiB: gs.MemMiB, DiskMiB: gs.DiskMiB, TBMiB: gs.TBMiB, Nice: gs.Nice,
 			Seed: r.seeds[gs.Seed], ExtraDrives: []string{r.env.BundleISO},
 			NICs: []vm.NIC{{MAC: gs.MAC}}, Segment: r.seg})
 		r.mu.Lock()

@@ -50,6 +50,8 @@ type GuestSpec struct {
 	DiskMiB int    `yaml:"diskMiB"`
 	// TBMiB is qemu's translated-code cache (vm.Options.TBMiB); 0 is the vm package's default.
 	TBMiB int `yaml:"tbMiB"`
+	// Nice is qemu's host scheduling niceness (vm.Options.Nice).
+	Nice int `yaml:"nice"`
 	// StartAfter switches the guest on this long after the first one.
 	StartAfter Duration `yaml:"startAfter"`
 	// ResetOn hard-resets the guest (power cut, then on again) the first time its serial

@@ -62,6 +62,10 @@ type Options struct {
 	// Kubernetes control plane: a dozen Go binaries of 50–150 MB) retranslates everything each
 	// time the cache fills; qemu's own default is 1024.
 	TBMiB int
+	// Nice is the host scheduling niceness of qemu (0–19). When guests together have more
+	// vCPUs than the host has cores, every busy vCPU gets an equal share; a positive Nice
+	// gives a guest's vCPUs only what the others leave, as if the others were bigger machines.
+	Nice int
 }
 
 // NIC is a virtio network card on the guest's segment.
@@ -123,6 +127,9 @@ func start(t testing.TB, img *Image, opts Options) (*Guest, error) {
 	tb := opts.TBMiB
 	if tb == 0 {
 		tb = 128
+	}
+	if opts.Nice < 0 || opts.Nice > 19 {
+		return nil, fmt.Errorf("guest %s: Nice %d out of range (0–19)", name, opts.Nice)
 	}
 	if tb < 32 || tb > 2048 {
 		return nil, fmt.Errorf("guest %s: TBMiB %d out of range (32–2048)", name, tb)
@@ -223,6 +230,10 @@ func start(t testing.TB, img *Image, opts Options) (*Guest, error) {
 			"-device", "virtio-net-pci,netdev="+id+",mac="+nic.MAC)
 	}
 	argv := append([]string{"qemu-system-x86_64"}, args...)
+	if opts.Nice != 0 {
+		// nice execs qemu in place, and every thread qemu starts inherits the niceness.
+		argv = append([]string{"nice", "-n", strconv.Itoa(opts.Nice)}, argv...)
+	}
 	if len(opts.NICs) > 0 {
 		// ip netns exec execs qemu in place, so the pid below is qemu's.
 		argv = append([]string{"ip", "netns", "exec", seg.ns}, argv...)
