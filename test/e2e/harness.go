@@ -198,7 +198,7 @@ func (r *run) startGuests(ctx context.Context) {
 				}
 			}
 		}
-		g := vm.Start(r.t, r.env.Image, vm.Options{Name: gs.Name, CPUs: gs.CPUs, MemMiB: gs.MemMiB, DiskMiB: gs.DiskMiB, TBMiB: gs.TBMiB, Nice: gs.Nice,
+		g := vm.Start(r.t, r.env.Image, vm.Options{Name: gs.Name, CPUs: gs.CPUs, MemMiB: gs.MemMiB, DiskMiB: gs.DiskMiB, TBMiB: gs.TBMiB, Nice: startNice(gs),
 			Seed: r.seeds[gs.Seed], ExtraDrives: []string{r.env.BundleISO},
 			NICs: []vm.NIC{{MAC: gs.MAC}}, Segment: r.seg})
 		r.mu.Lock()
@@ -227,13 +227,21 @@ func (r *run) guestStarts() map[string]time.Duration {
 	return out
 }
 
+// startNice is the niceness a guest's qemu starts with: Nice, unless NiceOn defers it.
+func startNice(gs GuestSpec) int {
+	if gs.NiceOn != "" {
+		return 0
+	}
+	return gs.Nice
+}
+
 // phaseLine is the agent's console line at the end of a phase.
 var phaseLine = regexp.MustCompile(`ksboot: \[(\w+)\] (done in|FAILED after) `)
 
 // monitor reads every guest's serial log each pollEvery: it times phase ends and performs
 // the scenario's hard resets.
 func (r *run) monitor(ctx context.Context) {
-	reset := map[string]bool{}
+	reset, reniced := map[string]bool{}, map[string]bool{}
 	tick := time.NewTicker(pollEvery)
 	defer tick.Stop()
 	for {
@@ -250,6 +258,11 @@ func (r *run) monitor(ctx context.Context) {
 				reset[gs.Name] = true
 				r.times.note(gs.Name, fmt.Sprintf("hard reset at %s (serial matched %q)", g.Runtime().Round(time.Second), gs.ResetOn))
 				g.HardReset(r.t)
+			}
+			if gs.NiceOn != "" && !reniced[gs.Name] && regexp.MustCompile(gs.NiceOn).MatchString(log) {
+				reniced[gs.Name] = true
+				r.times.note(gs.Name, fmt.Sprintf("qemu at nice %d from %s (serial matched %q)", gs.Nice, g.Runtime().Round(time.Second), gs.NiceOn))
+				g.Renice(r.t, gs.Nice)
 			}
 		}
 		select {

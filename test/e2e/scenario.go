@@ -50,8 +50,10 @@ type GuestSpec struct {
 	DiskMiB int    `yaml:"diskMiB"`
 	// TBMiB is qemu's translated-code cache (vm.Options.TBMiB); 0 is the vm package's default.
 	TBMiB int `yaml:"tbMiB"`
-	// Nice is qemu's host scheduling niceness (vm.Options.Nice).
-	Nice int `yaml:"nice"`
+	// Nice is qemu's host scheduling niceness (vm.Options.Nice): from power-on, or, with
+	// NiceOn, from the first time the guest's serial log matches NiceOn.
+	Nice   int    `yaml:"nice"`
+	NiceOn string `yaml:"niceOn"`
 	// StartAfter switches the guest on this long after the first one.
 	StartAfter Duration `yaml:"startAfter"`
 	// ResetOn hard-resets the guest (power cut, then on again) the first time its serial
@@ -154,6 +156,14 @@ func (s *Scenario) check() error {
 		}
 		if !macPattern.MatchString(g.MAC) {
 			bad("guest %s: mac %q: want 52:54:00:xx:xx:xx, lower case", g.Name, g.MAC)
+		}
+		if g.NiceOn != "" {
+			if _, err := regexp.Compile(g.NiceOn); err != nil {
+				bad("guest %s: niceOn: %v", g.Name, err)
+			}
+			if g.Nice == 0 {
+				bad("guest %s: niceOn without nice", g.Name)
+			}
 		}
 		if g.ResetOn != "" {
 			if _, err := regexp.Compile(g.ResetOn); err != nil {

@@ -3,6 +3,7 @@ package vm
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -301,6 +302,31 @@ func (g *Guest) HardReset(t testing.TB) {
 		t.Fatalf("hard reset: %v", err)
 	}
 	t.Logf("guest %s: hard reset after %s (qemu pid %d)", g.name, g.Runtime().Round(time.Second), g.cmd.Process.Pid)
+}
+
+// Renice sets the host scheduling niceness of every qemu thread of the running guest (see
+// Options.Nice); threads qemu starts later inherit it from the thread that starts them.
+func (g *Guest) Renice(t testing.TB, nice int) {
+	t.Helper()
+	g.mu.Lock()
+	pid := g.cmd.Process.Pid
+	g.mu.Unlock()
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	if err != nil {
+		t.Errorf("guest %s: renice: %v", g.name, err)
+		return
+	}
+	for _, task := range tasks {
+		tid, err := strconv.Atoi(task.Name())
+		if err != nil {
+			continue
+		}
+		// On Linux PRIO_PROCESS with a thread id sets that thread's niceness.
+		if err := syscall.Setpriority(syscall.PRIO_PROCESS, tid, nice); err != nil && !errors.Is(err, syscall.ESRCH) {
+			t.Errorf("guest %s: renice thread %d: %v", g.name, tid, err)
+		}
+	}
+	t.Logf("guest %s: qemu reniced to %d after %s", g.name, nice, g.Runtime().Round(time.Second))
 }
 
 // Stop switches the guest off at once (no shutdown), so that its disk can be read.
