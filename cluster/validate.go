@@ -265,7 +265,7 @@ var flagPattern = regexp.MustCompile(`^(--)?[a-z0-9][a-z0-9.-]*=`)
 func (v *validator) flags(path string, args []string) {
 	for i, a := range args {
 		if !flagPattern.MatchString(a) {
-			v.errorf(fmt.Sprintf("%s[%d]", path, i), "%q is not a flag of the form name=value", a)
+			v.errorf(fmt.Sprintf("%s[%d]", path, i), "%q is not a flag of the form name=value (for example leader-elect-lease-duration=60s)", a)
 		}
 	}
 }

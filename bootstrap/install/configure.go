@@ -26,9 +26,6 @@ func RuntimeParams(o Options) runtime.Params {
 	}
 }
 
-// StaticPodDir is the kubelet's staticPodPath as kubeadm configures it.
-const StaticPodDir = "/etc/kubernetes/manifests"
-
 // Configure writes containerd's configuration, the registry hosts files, the containerd and
 // kubelet units with kubeadm's drop-in and crictl's configuration, removes registry hosts files
 // ksboot wrote earlier and no longer wants, then reloads systemd, enables both services and
@@ -65,7 +62,7 @@ func Configure(ctx context.Context, o Options) error {
 	}
 	// The kubelet's static pod directory, which the kubelet package creates on distributions:
 	// without it a worker's kubelet logs an error every second (found by the e2e suite).
-	if err := o.Root.MkdirAll(StaticPodDir, 0o755); err != nil {
+	if err := o.Root.MkdirAll(kubeadm.ManifestsDir, 0o755); err != nil {
 		return err
 	}
 	for _, c := range [][]string{

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/ksboot/ksboot/bootstrap/install/runtime"
+	"github.com/ksboot/ksboot/bootstrap/kubeadm"
 	"github.com/ksboot/ksboot/cluster"
 )
 
@@ -51,8 +52,8 @@ func TestConfigure(t *testing.T) {
 	if !f.root.Exists("/etc/containerd/certs.d/mine.example.com/hosts.toml") {
 		t.Error("an administrator's hosts file was removed")
 	}
-	if !f.root.Exists(StaticPodDir) {
-		t.Errorf("%s (the kubelet's static pod directory) not created", StaticPodDir)
+	if !f.root.Exists(kubeadm.ManifestsDir) {
+		t.Errorf("%s (the kubelet's static pod directory) not created", kubeadm.ManifestsDir)
 	}
 	order := strings.Join(f.stub.Calls, "; ")
 	if order != "systemctl daemon-reload; systemctl enable containerd.service kubelet.service; systemctl restart containerd.service" {

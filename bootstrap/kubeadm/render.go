@@ -79,7 +79,7 @@ type nodeRegistration struct {
 	// Taints distinguishes nil (omitted: kubeadm's default for the role) from empty
 	// (rendered as [], no taints at all).
 	Taints           *[]taint `yaml:"taints,omitempty"`
-	KubeletExtraArgs []arg    `yaml:"kubeletExtraArgs,omitempty"`
+	KubeletExtraArgs []Arg    `yaml:"kubeletExtraArgs,omitempty"`
 }
 
 type taint struct {
@@ -88,9 +88,7 @@ type taint struct {
 }
 
 // Arg is one command-line flag of a component, as kubeadm v1beta4's extraArgs lists them.
-type Arg = arg
-
-type arg struct {
+type Arg struct {
 	Name  string `yaml:"name"`
 	Value string `yaml:"value"`
 }
@@ -122,13 +120,13 @@ type networking struct {
 }
 
 type apiServer struct {
-	ExtraArgs []arg    `yaml:"extraArgs,omitempty"`
+	ExtraArgs []Arg    `yaml:"extraArgs,omitempty"`
 	CertSANs  []string `yaml:"certSANs,omitempty"`
 }
 
 // component is v1beta4's ControlPlaneComponent (controllerManager, scheduler).
 type component struct {
-	ExtraArgs []arg `yaml:"extraArgs,omitempty"`
+	ExtraArgs []Arg `yaml:"extraArgs,omitempty"`
 }
 
 type etcd struct {
@@ -136,7 +134,7 @@ type etcd struct {
 }
 
 type localEtcd struct {
-	ExtraArgs []arg `yaml:"extraArgs,omitempty"`
+	ExtraArgs []Arg `yaml:"extraArgs,omitempty"`
 }
 
 type imageMeta struct {
@@ -295,7 +293,7 @@ func (p Params) nodeRegistration() nodeRegistration {
 		nr.Taints = &taints
 	}
 	if p.NodeIP != "" {
-		nr.KubeletExtraArgs = []arg{{Name: "node-ip", Value: p.NodeIP}}
+		nr.KubeletExtraArgs = []Arg{{Name: "node-ip", Value: p.NodeIP}}
 	}
 	nr.KubeletExtraArgs = append(nr.KubeletExtraArgs, p.KubeletArgs...)
 	return nr

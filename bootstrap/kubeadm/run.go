@@ -17,10 +17,12 @@ import (
 
 // Node paths the runner reads and writes.
 const (
-	ConfigPath     = "/etc/ksboot/kubeadm.yaml"
-	AdminConf      = "/etc/kubernetes/admin.conf"
-	KubeletConf    = "/etc/kubernetes/kubelet.conf"
-	APIServerManif = "/etc/kubernetes/manifests/kube-apiserver.yaml"
+	ConfigPath  = "/etc/ksboot/kubeadm.yaml"
+	AdminConf   = "/etc/kubernetes/admin.conf"
+	KubeletConf = "/etc/kubernetes/kubelet.conf"
+	// ManifestsDir is the kubelet's staticPodPath, where kubeadm writes the control plane.
+	ManifestsDir   = "/etc/kubernetes/manifests"
+	APIServerManif = ManifestsDir + "/kube-apiserver.yaml"
 	RootKubeconfig = "/root/.kube/config"
 	// DoneMarker is written when kubeadm init or join has succeeded. kubeadm's own files are
 	// no proof: a failed init leaves admin.conf and the static pod manifests behind.
@@ -155,7 +157,7 @@ func ignoreFlag(checks []string) []string {
 
 // leftover names a file that kubeadm init or join writes, if one exists.
 func leftover(root host.Root) string {
-	for _, f := range []string{AdminConf, KubeletConf, APIServerManif, "/etc/kubernetes/manifests/etcd.yaml", "/etc/kubernetes/bootstrap-kubelet.conf"} {
+	for _, f := range []string{AdminConf, KubeletConf, APIServerManif, ManifestsDir + "/etcd.yaml", "/etc/kubernetes/bootstrap-kubelet.conf"} {
 		if root.Exists(f) {
 			return f
 		}

@@ -198,9 +198,12 @@ func (r *run) startGuests(ctx context.Context) {
 				}
 			}
 		}
-		g := vm.Start(r.t, r.env.Image, vm.Options{Name: gs.Name, CPUs: gs.CPUs, MemMiB: gs.MemMiB, DiskMiB: gs.DiskMiB, TBMiB: gs.TBMiB, Nice: startNice(gs),
+		g := vm.Start(r.t, r.env.Image, vm.Options{Name: gs.Name, CPUs: gs.CPUs, MemMiB: gs.MemMiB, DiskMiB: gs.DiskMiB, TBMiB: gs.TBMiB,
 			Seed: r.seeds[gs.Seed], ExtraDrives: []string{r.env.BundleISO},
 			NICs: []vm.NIC{{MAC: gs.MAC}}, Segment: r.seg})
+		if gs.Nice != 0 && gs.NiceOn == "" {
+			g.Renice(r.t, gs.Nice)
+		}
 		r.mu.Lock()
 		if r.start.IsZero() {
 			r.start = time.Now()
@@ -225,14 +228,6 @@ func (r *run) guestStarts() map[string]time.Duration {
 		out[name] = time.Since(r.start) - g.Runtime()
 	}
 	return out
-}
-
-// startNice is the niceness a guest's qemu starts with: Nice, unless NiceOn defers it.
-func startNice(gs GuestSpec) int {
-	if gs.NiceOn != "" {
-		return 0
-	}
-	return gs.Nice
 }
 
 // phaseLine is the agent's console line at the end of a phase.

@@ -50,7 +50,7 @@ type GuestSpec struct {
 	DiskMiB int    `yaml:"diskMiB"`
 	// TBMiB is qemu's translated-code cache (vm.Options.TBMiB); 0 is the vm package's default.
 	TBMiB int `yaml:"tbMiB"`
-	// Nice is qemu's host scheduling niceness (vm.Options.Nice): from power-on, or, with
+	// Nice is qemu's host scheduling niceness (vm.Guest.Renice): from power-on, or, with
 	// NiceOn, from the first time the guest's serial log matches NiceOn.
 	Nice   int    `yaml:"nice"`
 	NiceOn string `yaml:"niceOn"`
@@ -156,6 +156,9 @@ func (s *Scenario) check() error {
 		}
 		if !macPattern.MatchString(g.MAC) {
 			bad("guest %s: mac %q: want 52:54:00:xx:xx:xx, lower case", g.Name, g.MAC)
+		}
+		if g.Nice < 0 || g.Nice > 19 {
+			bad("guest %s: nice %d is not between 0 and 19", g.Name, g.Nice)
 		}
 		if g.NiceOn != "" {
 			if _, err := regexp.Compile(g.NiceOn); err != nil {

@@ -38,6 +38,10 @@ func TestLoadScenarioRejectsBadFiles(t *testing.T) {
 		"bad mac":       "name: x\ndeadline: 1m\nclusters: {a: ''}\nseeds: [{name: s, cluster: a}]\nguests: [{name: g, seed: s, mac: 'AA:BB'}]\n",
 		"unknown seed":  "name: x\ndeadline: 1m\nguests: [{name: g, seed: s, mac: '52:54:00:00:00:01'}]\n",
 		"bad duration":  "name: x\ndeadline: soon\n",
+		"niceOn without nice": "name: x\ndeadline: 1m\nclusters: {a: ''}\nseeds: [{name: s, cluster: a}]\n" +
+			"guests: [{name: g, seed: s, mac: '52:54:00:00:00:01', niceOn: 'joined'}]\n",
+		"nice out of range": "name: x\ndeadline: 1m\nclusters: {a: ''}\nseeds: [{name: s, cluster: a}]\n" +
+			"guests: [{name: g, seed: s, mac: '52:54:00:00:00:01', nice: 25}]\n",
 	} {
 		p := t.TempDir() + "/s.yaml"
 		if err := writeFile0(p, text); err != nil {

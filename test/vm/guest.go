@@ -63,10 +63,6 @@ type Options struct {
 	// Kubernetes control plane: a dozen Go binaries of 50–150 MB) retranslates everything each
 	// time the cache fills; qemu's own default is 1024.
 	TBMiB int
-	// Nice is the host scheduling niceness of qemu (0–19). When guests together have more
-	// vCPUs than the host has cores, every busy vCPU gets an equal share; a positive Nice
-	// gives a guest's vCPUs only what the others leave, as if the others were bigger machines.
-	Nice int
 }
 
 // NIC is a virtio network card on the guest's segment.
@@ -128,9 +124,6 @@ func start(t testing.TB, img *Image, opts Options) (*Guest, error) {
 	tb := opts.TBMiB
 	if tb == 0 {
 		tb = 128
-	}
-	if opts.Nice < 0 || opts.Nice > 19 {
-		return nil, fmt.Errorf("guest %s: Nice %d out of range (0–19)", name, opts.Nice)
 	}
 	if tb < 32 || tb > 2048 {
 		return nil, fmt.Errorf("guest %s: TBMiB %d out of range (32–2048)", name, tb)
@@ -231,10 +224,6 @@ func start(t testing.TB, img *Image, opts Options) (*Guest, error) {
 			"-device", "virtio-net-pci,netdev="+id+",mac="+nic.MAC)
 	}
 	argv := append([]string{"qemu-system-x86_64"}, args...)
-	if opts.Nice != 0 {
-		// nice execs qemu in place, and every thread qemu starts inherits the niceness.
-		argv = append([]string{"nice", "-n", strconv.Itoa(opts.Nice)}, argv...)
-	}
 	if len(opts.NICs) > 0 {
 		// ip netns exec execs qemu in place, so the pid below is qemu's.
 		argv = append([]string{"ip", "netns", "exec", seg.ns}, argv...)
@@ -304,8 +293,11 @@ func (g *Guest) HardReset(t testing.TB) {
 	t.Logf("guest %s: hard reset after %s (qemu pid %d)", g.name, g.Runtime().Round(time.Second), g.cmd.Process.Pid)
 }
 
-// Renice sets the host scheduling niceness of every qemu thread of the running guest (see
-// Options.Nice); threads qemu starts later inherit it from the thread that starts them.
+// Renice sets the host scheduling niceness (0–19) of every qemu thread of the running guest;
+// threads qemu starts later inherit it from the thread that starts them. When guests together
+// have more vCPUs than the host has cores, every busy vCPU gets an equal share; a positive
+// niceness gives a guest's vCPUs only what the others leave, as if the others were bigger
+// machines.
 func (g *Guest) Renice(t testing.TB, nice int) {
 	t.Helper()
 	g.mu.Lock()
