@@ -305,20 +305,26 @@ func (s *search) queryMine(ctx context.Context, window time.Duration) ([]Peer, e
 
 // reject remembers a failed verification (the latest per address) and logs each distinct one. A
 // handshake cut short by the search's own deadline says nothing about the endpoint and would
-// hide the real reason, so it is not recorded.
+// hide the real reason, so it is not recorded. Nor does a later timeout or refused connection
+// replace a foreign certificate seen at the same address: the endpoint has shown it is not this
+// cluster's, and that is what the operator needs to read, not that it was slow the next time.
 func (s *search) reject(ctx context.Context, r Rejection) {
 	if ctx.Err() != nil {
 		return
 	}
+	var untrusted *UntrustedError
+	isUntrusted := errors.As(r.Err, &untrusted)
 	i := slices.IndexFunc(s.rejected, func(o Rejection) bool { return o.Addr == r.Addr })
 	switch {
 	case i >= 0:
-		s.rejected[i] = r
+		var before *UntrustedError
+		if isUntrusted || !errors.As(s.rejected[i].Err, &before) {
+			s.rejected[i] = r
+		}
 	case len(s.rejected) < maxRemembered:
 		s.rejected = append(s.rejected, r)
 	}
-	var untrusted *UntrustedError
-	if errors.As(r.Err, &untrusted) {
+	if isUntrusted {
 		s.warnOnce("reject:"+r.Addr+":"+untrusted.Subject, "refused an API endpoint: its certificate is not signed by this cluster's CA",
 			"address", r.Addr, "announced_by", r.Peer.String(), "err", r.Err)
 	}

@@ -2,8 +2,10 @@ package discovery
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"net/netip"
 	"os"
 	"strings"
@@ -240,3 +242,27 @@ func TestDefaultRouteIface(t *testing.T) {
 }
 
 func writeFile(path, data string) error { return os.WriteFile(path, []byte(data), 0o600) }
+
+// A foreign certificate seen at an address stays the reason it is not used, even if the same
+// address later times out (a forger under load, or one that went away).
+func TestRejectKeepsForeignCertificate(t *testing.T) {
+	s := newSearch(Options{Logger: slog.New(slog.DiscardHandler)}, "a control plane")
+	ctx := context.Background()
+	forged := peer("sample", idA, "cp0", "control-plane", "done", "10.0.0.66")
+	foreign := &UntrustedError{Addr: "10.0.0.66:6443", Subject: "CN=x", Issuer: "CN=evil", Pin: "sha256:ab", Err: errors.New("x509: unknown authority")}
+	s.reject(ctx, Rejection{Peer: forged, Addr: "10.0.0.66:6443", Err: errors.New("dial tcp 10.0.0.66:6443: i/o timeout")})
+	s.reject(ctx, Rejection{Peer: forged, Addr: "10.0.0.66:6443", Err: foreign})
+	s.reject(ctx, Rejection{Peer: forged, Addr: "10.0.0.66:6443", Err: errors.New("dial tcp 10.0.0.66:6443: i/o timeout")})
+	s.reject(ctx, Rejection{Addr: "10.0.0.7:6443", Err: errors.New("connection refused")})
+	s.reject(ctx, Rejection{Addr: "10.0.0.7:6443", Err: errors.New("i/o timeout")})
+	if len(s.rejected) != 2 {
+		t.Fatalf("rejections %v", s.rejected)
+	}
+	var u *UntrustedError
+	if !errors.As(s.rejected[0].Err, &u) || u.Issuer != "CN=evil" {
+		t.Errorf("the foreign certificate was replaced by %v", s.rejected[0].Err)
+	}
+	if got := s.rejected[1].Err.Error(); got != "i/o timeout" {
+		t.Errorf("a plain failure is not the latest one: %q", got)
+	}
+}

@@ -158,7 +158,7 @@ func TestNetnsForgedAnnouncer(t *testing.T) {
 	forged.Cluster, forged.ID = real.name, real.ca.ID()
 	l.announce(t, "forger", l.nodes[0], forged)
 
-	r := l.findAll(t, l.nodes[2:3], real.finder(3*time.Second))[0]
+	r := l.findAll(t, l.nodes[2:3], real.finder(5*time.Second))[0]
 	if r.Error == "" || !r.Untrusted || r.Endpoint.Address != "" {
 		t.Fatalf("the forged endpoint was not refused: %+v", r)
 	}
