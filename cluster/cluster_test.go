@@ -124,6 +124,27 @@ func TestSemanticChecks(t *testing.T) {
 		{"election shorter than five heartbeats", func(c *Cluster) { c.Spec.Etcd.ElectionTimeout = 1000 }, "spec.etcd.electionTimeout", false},
 		{"election over etcd's maximum", func(c *Cluster) { c.Spec.Etcd.ElectionTimeout = 60000 }, "spec.etcd.electionTimeout", false},
 		{"bad etcd flag", func(c *Cluster) { c.Spec.Etcd.ExtraArgs = []string{"=1"} }, "spec.etcd.extraArgs[0]", false},
+		{"unknown patch target", func(c *Cluster) {
+			c.Spec.Kubernetes.Patches = []Patch{{Target: "kube-apiserver", Type: "strategic", Patch: "spec: {}"}, {Target: "apiserver", Type: "strategic", Patch: "spec: {}"}}
+		}, "spec.kubernetes.patches[1].target", false},
+		{"unknown patch type", func(c *Cluster) {
+			c.Spec.Kubernetes.Patches = []Patch{{Target: "etcd", Type: "jsonpatch", Patch: "spec: {}"}}
+		}, "spec.kubernetes.patches[0].type", false},
+		{"strategic patch as a list", func(c *Cluster) {
+			c.Spec.Kubernetes.Patches = []Patch{{Target: "etcd", Type: "strategic", Patch: "- {op: add, path: /x, value: 1}"}}
+		}, "spec.kubernetes.patches[0].patch", false},
+		{"json patch as an object", func(c *Cluster) {
+			c.Spec.Kubernetes.Patches = []Patch{{Target: "etcd", Type: "json", Patch: "spec: {}"}}
+		}, "spec.kubernetes.patches[0].patch", false},
+		{"json patch without op", func(c *Cluster) {
+			c.Spec.Kubernetes.Patches = []Patch{{Target: "etcd", Type: "json", Patch: "- {path: /x, value: 1}"}}
+		}, "spec.kubernetes.patches[0].patch", false},
+		{"empty patch", func(c *Cluster) {
+			c.Spec.Kubernetes.Patches = []Patch{{Target: "etcd", Type: "merge", Patch: ""}}
+		}, "spec.kubernetes.patches[0].patch", false},
+		{"patch that is not YAML", func(c *Cluster) {
+			c.Spec.Kubernetes.Patches = []Patch{{Target: "etcd", Type: "merge", Patch: "spec: {a: [}"}}
+		}, "spec.kubernetes.patches[0].patch", false},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

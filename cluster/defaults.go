@@ -50,6 +50,11 @@ func SetDefaults(c *Cluster) {
 	if k.ProxyMode == "" {
 		k.ProxyMode = DefaultProxyMode
 	}
+	for i := range s.Kubernetes.Patches {
+		if s.Kubernetes.Patches[i].Type == "" {
+			s.Kubernetes.Patches[i].Type = "strategic"
+		}
+	}
 	if s.Etcd.HeartbeatInterval == 0 {
 		s.Etcd.HeartbeatInterval = DefaultEtcdHeartbeatMillis
 	}

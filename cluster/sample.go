@@ -54,7 +54,10 @@ var sampleComments = map[string]string{
 	"spec.controlPlaneEndpoint": "How nodes reach the API server. With several control planes, set address to the\n" +
 		"load balancer or VIP in front of them; domain resolves to it on every node.",
 	"spec.kubernetes": "Kubernetes release and settings (containerd is the runtime). apiserverArgs,\n" +
-		"controllerManagerArgs, schedulerArgs and kubeletArgs add name=value flags, as in KubeKey.",
+		"controllerManagerArgs, schedulerArgs and kubeletArgs add name=value flags, as in KubeKey.\n" +
+		"patches change what kubeadm generates where no flag reaches (kubeadm's patches):\n" +
+		"  patches: [{target: kube-apiserver, patch: \"spec: {containers: [{name: kube-apiserver,\n" +
+		"    livenessProbe: {failureThreshold: 30}}]}\"}]",
 	"spec.etcd": "etcd's heartbeat and election timeout in milliseconds (KubeKey's defaults); raise\n" +
 		"them on slow disks or networks.",
 	"spec.network":    "CNI plugin (calico or flannel) and address ranges (KubeKey's defaults).",

@@ -96,7 +96,30 @@ type Kubernetes struct {
 	ControllerManagerArgs []string `yaml:"controllerManagerArgs,omitempty"`
 	SchedulerArgs         []string `yaml:"schedulerArgs,omitempty"`
 	KubeletArgs           []string `yaml:"kubeletArgs,omitempty"`
+	// Patches change what kubeadm generates (static pod manifests, the kubelet's and
+	// kube-proxy's configuration, CoreDNS) where no flag reaches: kubeadm's own patches
+	// mechanism, applied by kubeadm init and join on every node.
+	Patches []Patch `yaml:"patches,omitempty"`
 }
+
+// Patch is one kubeadm patch: a strategic merge, JSON merge or JSON patch for one of the
+// objects kubeadm generates, written into kubeadm's patches directory on every node.
+type Patch struct {
+	// Target is what it patches: etcd, kube-apiserver, kube-controller-manager,
+	// kube-scheduler, kubeletconfiguration, kubeproxydaemonset or corednsdeployment.
+	Target string `yaml:"target"`
+	// Type is strategic (the default), merge or json.
+	Type string `yaml:"type,omitempty"`
+	// Patch is the patch document in YAML (or JSON).
+	Patch string `yaml:"patch"`
+}
+
+// PatchTargets are the objects kubeadm can patch (kubeadm's own list).
+var PatchTargets = []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler",
+	"kubeletconfiguration", "kubeproxydaemonset", "corednsdeployment"}
+
+// PatchTypes are kubeadm's patch types.
+var PatchTypes = []string{"strategic", "merge", "json"}
 
 // Etcd tunes the etcd that kubeadm runs on the etcd hosts (kubeadm's local etcd). Field names
 // and defaults follow KubeKey's etcd settings: 250 ms heartbeats and a 5 s election timeout

@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"gopkg.in/yaml.v3"
 )
 
 // PreflightChecks names the node checks of the agent's preflight phase, in the order they run.
@@ -256,6 +258,47 @@ func (v *validator) kubernetes(c *Cluster) {
 	v.flags("spec.kubernetes.controllerManagerArgs", k.ControllerManagerArgs)
 	v.flags("spec.kubernetes.schedulerArgs", k.SchedulerArgs)
 	v.flags("spec.kubernetes.kubeletArgs", k.KubeletArgs)
+	for i, p := range k.Patches {
+		v.patch(fmt.Sprintf("spec.kubernetes.patches[%d]", i), p)
+	}
+}
+
+// patch checks a kubeadm patch as far as can be done without the object it patches: a known
+// target and type, and a document of the right shape (an object for strategic and merge
+// patches, a list of operations for a JSON patch), so that a typo fails here and not in
+// kubeadm on every machine.
+func (v *validator) patch(path string, p Patch) {
+	if !slices.Contains(PatchTargets, p.Target) {
+		v.errorf(path+".target", "%q is not something kubeadm patches: use one of %s", p.Target, strings.Join(PatchTargets, ", "))
+	}
+	if !slices.Contains(PatchTypes, p.Type) {
+		v.errorf(path+".type", "%q is not a kubeadm patch type: use strategic, merge or json", p.Type)
+		return
+	}
+	var doc any
+	if err := yaml.Unmarshal([]byte(p.Patch), &doc); err != nil {
+		v.errorf(path+".patch", "not YAML or JSON: %v", err)
+		return
+	}
+	switch doc := doc.(type) {
+	case map[string]any:
+		if p.Type == "json" {
+			v.errorf(path+".patch", "a json patch is a list of operations (- {op: replace, path: /spec/..., value: ...}), not an object")
+		}
+	case []any:
+		if p.Type != "json" {
+			v.errorf(path+".patch", "a %s patch is an object (the fields to change), not a list; a list of operations needs type: json", p.Type)
+			return
+		}
+		for j, op := range doc {
+			m, ok := op.(map[string]any)
+			if !ok || m["op"] == nil || m["path"] == nil {
+				v.errorf(path+".patch", "operation %d is not an object with op and path", j)
+			}
+		}
+	default:
+		v.errorf(path+".patch", "is empty or not an object: it must hold the fields to change")
+	}
 }
 
 // flagPattern is a "name=value" command-line flag as KubeKey's *Args fields take them.

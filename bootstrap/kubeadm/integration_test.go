@@ -15,6 +15,7 @@ import (
 
 	"github.com/ksboot/ksboot/cluster"
 	"github.com/ksboot/ksboot/test/k8sbin"
+	k8syaml "sigs.k8s.io/yaml"
 )
 
 // The tests in this file judge the rendered configuration with the real kubeadm, built from
@@ -137,6 +138,12 @@ func TestKubeadmInitDryRun(t *testing.T) {
 	_, statErr := os.Stat(hostKubernetes)
 	hostHadIt := statErr == nil
 
+	// A patch from the cluster file reaches the manifest kubeadm writes (patches.directory).
+	p.Patches = []cluster.Patch{{Target: "kube-apiserver", Type: "strategic", Patch: apiserverProbePatch}}
+	p.PatchesDir = filepath.Join(root, "patches")
+	if err := WritePatches("/", p); err != nil {
+		t.Fatal(err)
+	}
 	cfg := writeConfig(t, root, p)
 	dryRunDir := filepath.Join(root, "dry-run")
 	if err := os.Mkdir(dryRunDir, 0o700); err != nil {
@@ -175,6 +182,24 @@ func TestKubeadmInitDryRun(t *testing.T) {
 		if !bytes.Contains(manifest, []byte(want)) {
 			t.Errorf("kube-apiserver manifest lacks %q", want)
 		}
+	}
+	if !strings.Contains(out, `[patches] Applied patch of type "application/strategic-merge-patch+json" to target "kube-apiserver"`) {
+		t.Errorf("kubeadm did not report the patch:\n%s", out)
+	}
+	var pod struct {
+		Spec struct {
+			Containers []struct {
+				Name                        string
+				LivenessProbe, StartupProbe struct{ TimeoutSeconds, FailureThreshold int }
+			}
+		}
+	}
+	if err := k8syaml.Unmarshal(manifest, &pod); err != nil || len(pod.Spec.Containers) != 1 {
+		t.Fatalf("kube-apiserver manifest: %v\n%s", err, manifest)
+	}
+	c0 := pod.Spec.Containers[0]
+	if c0.LivenessProbe.TimeoutSeconds != 45 || c0.LivenessProbe.FailureThreshold != 20 || c0.StartupProbe.FailureThreshold != 90 {
+		t.Errorf("the probe patch did not reach the manifest: liveness %+v, startup %+v", c0.LivenessProbe, c0.StartupProbe)
 	}
 	// The CA kubeadm used is the seed's, copied unchanged into the dry-run directory.
 	if got, err := os.ReadFile(filepath.Join(dryRunDir, "ca.crt")); err != nil || !bytes.Equal(got, s.CACert) {

@@ -5,12 +5,14 @@ import (
 	"errors"
 	"io"
 	"os"
+	"path"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
 
+	"github.com/ksboot/ksboot/bootstrap/host"
 	"github.com/ksboot/ksboot/cluster"
 	"github.com/ksboot/ksboot/internal/golden"
 	"gopkg.in/yaml.v3"
@@ -139,14 +141,24 @@ var renderCases = []renderCase{
 		c.Spec.Kubernetes.SchedulerArgs = []string{"leader-elect-lease-duration=60s"}
 		c.Spec.Kubernetes.KubeletArgs = []string{"node-status-update-frequency=20s"}
 		c.Spec.Etcd = cluster.Etcd{HeartbeatInterval: 500, ElectionTimeout: 10000, ExtraArgs: []string{"snapshot-count=5000"}}
+		c.Spec.Kubernetes.Patches = []cluster.Patch{{Target: "kube-apiserver", Type: "strategic", Patch: apiserverProbePatch}}
 		return ParamsFromNode(nodeConfig(t, c, "node1"), "", "", "")
 	}},
 	{"worker-kubelet-args", RoleWorker, func(t testing.TB) Params {
 		c := sampleCluster()
 		c.Spec.Kubernetes.KubeletArgs = []string{"node-status-update-frequency=20s"}
+		c.Spec.Kubernetes.Patches = []cluster.Patch{{Target: "kubeletconfiguration", Type: "merge", Patch: "nodeStatusReportFrequency: 5m\n"}}
 		return ParamsFromNode(nodeConfig(t, c, "node2"), "", "", "")
 	}},
 }
+
+// apiserverProbePatch gives the API server's probes more patience, as on slow machines.
+const apiserverProbePatch = `spec:
+  containers:
+    - name: kube-apiserver
+      livenessProbe: {timeoutSeconds: 45, failureThreshold: 20}
+      startupProbe: {timeoutSeconds: 45, failureThreshold: 90}
+`
 
 func TestRenderGolden(t *testing.T) {
 	for _, tc := range renderCases {
@@ -449,5 +461,47 @@ func eq[T comparable](t *testing.T, what string, got, want T) {
 	t.Helper()
 	if got != want {
 		t.Errorf("%s = %v, want %v", what, got, want)
+	}
+}
+
+func TestWritePatches(t *testing.T) {
+	root := host.Root(t.TempDir())
+	p := Params{Patches: []cluster.Patch{
+		{Target: "kube-apiserver", Type: "strategic", Patch: apiserverProbePatch},
+		{Target: "kubeletconfiguration", Type: "merge", Patch: "nodeStatusReportFrequency: 5m\n"},
+		{Target: "kube-apiserver", Type: "json", Patch: "- {op: add, path: /metadata/labels/x, value: y}\n"},
+	}}
+	if err := WritePatches(root, p); err != nil {
+		t.Fatal(err)
+	}
+	// A file from an earlier cluster file must not be applied again.
+	stale := path.Join(PatchesDir, "etcd000+strategic.yaml")
+	if _, err := root.WriteFile(stale, []byte("spec: {}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := WritePatches(root, p); err != nil {
+		t.Fatal(err)
+	}
+	entries, err := os.ReadDir(root.Path(PatchesDir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+		if info, _ := e.Info(); info.Mode().Perm() != 0o600 {
+			t.Errorf("%s has mode %v", e.Name(), info.Mode().Perm())
+		}
+	}
+	want := []string{"kube-apiserver000+strategic.yaml", "kube-apiserver002+json.yaml", "kubeletconfiguration001+merge.yaml"}
+	if !slices.Equal(names, want) {
+		t.Errorf("patch files %v, want %v", names, want)
+	}
+	if got, _ := root.ReadFile(path.Join(PatchesDir, want[0])); string(got) != apiserverProbePatch {
+		t.Errorf("patch content %q", got)
+	}
+	// Without patches nothing is written and kubeadm is not pointed at a directory.
+	if err := WritePatches(root, Params{}); err != nil || (Params{}).patches() != nil {
+		t.Errorf("no patches: err %v, patches %v", err, (Params{}).patches())
 	}
 }

@@ -92,6 +92,11 @@ type Params struct {
 	SchedulerArgs         []Arg
 	EtcdArgs              []Arg
 	KubeletArgs           []Arg
+	// Patches are kubeadm patches (spec.kubernetes.patches), written by Run into PatchesDir
+	// before kubeadm runs, and named there in patches.directory.
+	Patches []cluster.Patch
+	// PatchesDir overrides where the patches go (PatchesDir, a node path). Tests set it.
+	PatchesDir string
 
 	// Token is the bootstrap token "[a-z0-9]{6}.[a-z0-9]{16}". It is a secret.
 	Token string
@@ -161,6 +166,7 @@ func ParamsFromNode(nc *cluster.NodeConfig, nodeName, advertiseAddress string, e
 		SchedulerArgs:         flagArgs(spec.Kubernetes.SchedulerArgs),
 		EtcdArgs:              etcdArgs(spec.Etcd),
 		KubeletArgs:           flagArgs(spec.Kubernetes.KubeletArgs),
+		Patches:               spec.Kubernetes.Patches,
 	}
 	p.ImageRepository, p.DNSImageRepository = imageRepositories(c)
 	switch {

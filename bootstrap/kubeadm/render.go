@@ -35,7 +35,13 @@ type initConfiguration struct {
 	NodeRegistration nodeRegistration `yaml:"nodeRegistration"`
 	LocalAPIEndpoint apiEndpoint      `yaml:"localAPIEndpoint"`
 	CertificateKey   string           `yaml:"certificateKey,omitempty"`
+	Patches          *patches         `yaml:"patches,omitempty"`
 	Timeouts         timeouts         `yaml:"timeouts"`
+}
+
+// patches is v1beta4's Patches: the directory kubeadm init and join read patches from.
+type patches struct {
+	Directory string `yaml:"directory"`
 }
 
 // timeouts is v1beta4's Timeouts: how long kubeadm itself waits. Its defaults (4 minutes for
@@ -156,6 +162,7 @@ type joinConfiguration struct {
 	NodeRegistration nodeRegistration  `yaml:"nodeRegistration"`
 	Discovery        discovery         `yaml:"discovery"`
 	ControlPlane     *joinControlPlane `yaml:"controlPlane,omitempty"`
+	Patches          *patches          `yaml:"patches,omitempty"`
 	Timeouts         timeouts          `yaml:"timeouts"`
 }
 
@@ -227,6 +234,7 @@ func initDocuments(p Params) []any {
 		NodeRegistration: p.nodeRegistration(),
 		LocalAPIEndpoint: apiEndpoint{AdvertiseAddress: p.AdvertiseAddress, BindPort: p.BindPort},
 		CertificateKey:   p.CertificateKey,
+		Patches:          p.patches(),
 		Timeouts:         kubeadmTimeouts,
 	}
 	cc := clusterConfiguration{
@@ -270,6 +278,7 @@ func joinDocument(p Params) joinConfiguration {
 			APIServerEndpoint: p.APIServerEndpoint,
 			CACertHashes:      p.CACertHashes,
 		}},
+		Patches:  p.patches(),
 		Timeouts: kubeadmTimeouts,
 	}
 	if p.Role == RoleControlPlane {
@@ -279,6 +288,14 @@ func joinDocument(p Params) joinConfiguration {
 		}
 	}
 	return jc
+}
+
+// patches points kubeadm at the patches directory when there are patches.
+func (p Params) patches() *patches {
+	if len(p.Patches) == 0 {
+		return nil
+	}
+	return &patches{Directory: p.patchesDir()}
 }
 
 func (p Params) nodeRegistration() nodeRegistration {

@@ -111,6 +111,9 @@ func Run(ctx context.Context, o RunOptions) error {
 	if _, err := o.Root.WriteFile(ConfigPath, cfg, 0o600); err != nil {
 		return err
 	}
+	if err := WritePatches(o.Root, p); err != nil {
+		return err
+	}
 	if p.Role == RoleInit {
 		if err := writePKI(o); err != nil {
 			return err

@@ -117,7 +117,7 @@ func TestValidateReportsEverythingWithExitCode3(t *testing.T) {
 	for _, want := range []string{
 		"many.yaml:9: spec.hosts[0].pasword: unknown field",
 		"many.yaml:10: spec.hosts[1].name: duplicate host name",
-		"many.yaml:31: spec.discovery.mode:",
+		"many.yaml:41: spec.discovery.mode:",
 	} {
 		if !strings.Contains(errOut, want) {
 			t.Errorf("output lacks %q:\n%s", want, errOut)

@@ -119,6 +119,9 @@ nodeRegistration:
   name: {{.Name}}
   ignorePreflightErrors: [NumCPU, Mem]
 timeouts: {controlPlaneComponentHealthCheck: 15m0s, kubeletHealthCheck: 10m0s, kubernetesAPICall: 10m0s}
+{{- if .Patches}}
+patches: {directory: /root/kubeadm-patches}
+{{- end}}
 ---
 apiVersion: kubeadm.k8s.io/v1beta4
 kind: ClusterConfiguration
@@ -136,6 +139,8 @@ cgroupDriver: systemd
 
 type baselineParams struct {
 	Role, Name, Address, Endpoint, Token, Pin, Version, PodCIDR, ServiceCIDR string
+	// Patches: the cluster file has kubeadm patches, which the init node gets too.
+	Patches bool
 }
 
 // baselineSeeds writes one cidata ISO per guest, with genisoimage, from the hand-written
@@ -174,7 +179,8 @@ func (r *run) baselineSeeds() {
 	for _, g := range r.sc.Guests {
 		p := baselineParams{Role: "join", Name: g.Name, Address: addr[g.Name], Endpoint: addr[b.Init] + ":6443",
 			Token: s.BootstrapToken, Pin: pin, Version: c.Spec.Kubernetes.Version,
-			PodCIDR: c.Spec.Network.KubePodsCIDR, ServiceCIDR: c.Spec.Network.KubeServiceCIDR}
+			PodCIDR: c.Spec.Network.KubePodsCIDR, ServiceCIDR: c.Spec.Network.KubeServiceCIDR,
+			Patches: len(c.Spec.Kubernetes.Patches) > 0}
 		if g.Name == b.Init {
 			p.Role = "init"
 		}
@@ -194,6 +200,11 @@ func (r *run) baselineSeeds() {
 				writeFile{"/root/cni.yaml", "0644", string(cni)},
 				writeFile{"/etc/kubernetes/pki/ca.crt", "0644", string(s.CACert)},
 				writeFile{"/etc/kubernetes/pki/ca.key", "0600", string(s.CAKey)})
+			// The cluster file's kubeadm patches, under the names kubeadm reads
+			// ("target[suffix][+type].yaml"), as a kubeadm user writes them by hand.
+			for i, pt := range c.Spec.Kubernetes.Patches {
+				files = append(files, writeFile{fmt.Sprintf("/root/kubeadm-patches/%s%d+%s.yaml", pt.Target, i, pt.Type), "0600", pt.Patch})
+			}
 		}
 		var ud bytes.Buffer
 		ud.WriteString("#cloud-config\nwrite_files:\n")
