@@ -103,6 +103,8 @@ const baselineKubeletDropIn = `[Service]
 Environment="KUBELET_KUBECONFIG_ARGS=--bootstrap-kubeconfig=/etc/kubernetes/bootstrap-kubelet.conf --kubeconfig=/etc/kubernetes/kubelet.conf"
 Environment="KUBELET_CONFIG_ARGS=--config=/var/lib/kubelet/config.yaml"
 EnvironmentFile=-/var/lib/kubelet/kubeadm-flags.env
+# The same kubelet flag as the ksboot scenarios' kubeletArgs.
+Environment="KUBELET_EXTRA_ARGS=--housekeeping-interval=30s"
 ExecStart=
 ExecStart=/usr/local/bin/kubelet $KUBELET_KUBECONFIG_ARGS $KUBELET_CONFIG_ARGS $KUBELET_KUBEADM_ARGS $KUBELET_EXTRA_ARGS
 `
@@ -128,7 +130,7 @@ kind: ClusterConfiguration
 kubernetesVersion: {{.Version}}
 networking: {podSubnet: {{.PodCIDR}}, serviceSubnet: {{.ServiceCIDR}}}
 # The same slow-machine tuning as the ksboot scenarios' cluster files.
-etcd: {local: {extraArgs: [{name: heartbeat-interval, value: "500"}, {name: election-timeout, value: "10000"}]}}
+etcd: {local: {extraArgs: [{name: heartbeat-interval, value: "500"}, {name: election-timeout, value: "10000"}, {name: unsafe-no-fsync, value: "true"}]}}
 controllerManager: {extraArgs: &leases [{name: leader-elect-lease-duration, value: 120s}, {name: leader-elect-renew-deadline, value: 100s}, {name: leader-elect-retry-period, value: 10s}]}
 scheduler: {extraArgs: *leases}
 ---
