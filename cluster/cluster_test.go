@@ -142,6 +142,9 @@ func TestSemanticChecks(t *testing.T) {
 		{"empty patch", func(c *Cluster) {
 			c.Spec.Kubernetes.Patches = []Patch{{Target: "etcd", Type: "merge", Patch: ""}}
 		}, "spec.kubernetes.patches[0].patch", false},
+		{"patch that is a single value", func(c *Cluster) {
+			c.Spec.Kubernetes.Patches = []Patch{{Target: "etcd", Type: "strategic", Patch: "livenessProbe"}}
+		}, "spec.kubernetes.patches[0].patch", false},
 		{"patch that is not YAML", func(c *Cluster) {
 			c.Spec.Kubernetes.Patches = []Patch{{Target: "etcd", Type: "merge", Patch: "spec: {a: [}"}}
 		}, "spec.kubernetes.patches[0].patch", false},

@@ -293,11 +293,13 @@ func (v *validator) patch(path string, p Patch) {
 		for j, op := range doc {
 			m, ok := op.(map[string]any)
 			if !ok || m["op"] == nil || m["path"] == nil {
-				v.errorf(path+".patch", "operation %d is not an object with op and path", j)
+				v.errorf(path+".patch", "operation %d of the list needs op and path, for example {op: replace, path: /spec/replicas, value: 1}", j+1)
 			}
 		}
+	case nil:
+		v.errorf(path+".patch", "is empty: it must hold the fields to change, for example spec: {containers: [{name: kube-apiserver, livenessProbe: {failureThreshold: 30}}]}")
 	default:
-		v.errorf(path+".patch", "is empty or not an object: it must hold the fields to change")
+		v.errorf(path+".patch", "%q is a single value, not the fields to change (for example spec: {containers: [{name: kube-apiserver, livenessProbe: {failureThreshold: 30}}]})", p.Patch)
 	}
 }
 

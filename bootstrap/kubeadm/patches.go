@@ -1,9 +1,7 @@
 package kubeadm
 
 import (
-	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"path"
 	"slices"
@@ -49,7 +47,7 @@ func WritePatches(root host.Root, p Params) error {
 		}
 	}
 	entries, err := os.ReadDir(root.Path(dir))
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if err != nil {
 		return fmt.Errorf("listing %s: %w", dir, err)
 	}
 	for _, e := range entries {
