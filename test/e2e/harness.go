@@ -153,6 +153,9 @@ func RunScenario(t *testing.T, env *Env, sc *Scenario) time.Duration {
 		go func() { defer wg.Done(); r.expectFailure(deadline, f) }()
 	}
 	wg.Wait()
+	for _, f := range sc.Expect.Fails {
+		r.expectNotJoined(f)
+	}
 	r.times.print(t, r.sc, r.guestStarts())
 	return r.times.Ready()
 }
@@ -386,20 +389,40 @@ func (r *run) expectFailure(ctx context.Context, f FailExpect) {
 			t.Errorf("%v", err)
 		}
 	}
-	if f.NotJoined != "" {
-		nodes, err := r.kubectlNodes(ctx, r.kubeconfig(f.NotJoined))
-		if err != nil {
-			t.Errorf("listing nodes of %s: %v", f.NotJoined, err)
-			return
-		}
-		if c := r.sc.Expect.Cluster; c != nil && len(nodes) > len(c.Nodes) {
-			var names []string
-			for _, n := range nodes {
-				names = append(names, n.Name)
-			}
-			t.Errorf("guest %s joined cluster %s: it has %d nodes (%s), want %d", f.Guest, f.NotJoined, len(nodes), strings.Join(names, ", "), len(c.Nodes))
-		}
+}
+
+// expectNotJoined checks, once every other expectation has been waited for, that the failing
+// guest is not a Node of the cluster it must stay out of. Asked any earlier (run 12: right
+// after the guest's console message, while that cluster's control plane was still in
+// kubeadm init) there is no API to ask, and an empty answer would prove nothing.
+func (r *run) expectNotJoined(f FailExpect) {
+	if f.NotJoined == "" {
+		return
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	var nodes []nodeState
+	err := r.poll(ctx, apiPollEvery, fmt.Sprintf("the Nodes of cluster %s, to check that guest %s is not one", f.NotJoined, f.Guest), func() (bool, string) {
+		var err error
+		nodes, err = r.kubectlNodes(ctx, r.kubeconfig(f.NotJoined))
+		if err != nil {
+			return false, err.Error()
+		}
+		return true, ""
+	})
+	if err != nil {
+		r.t.Errorf("%v", err)
+		return
+	}
+	if c := r.sc.Expect.Cluster; c != nil && len(nodes) > len(c.Nodes) {
+		var names []string
+		for _, n := range nodes {
+			names = append(names, n.Name)
+		}
+		r.t.Errorf("guest %s joined cluster %s: it has %d nodes (%s), want %d", f.Guest, f.NotJoined, len(nodes), strings.Join(names, ", "), len(c.Nodes))
+		return
+	}
+	r.t.Logf("guest %s is not a Node of cluster %s (%d Nodes)", f.Guest, f.NotJoined, len(nodes))
 }
 
 // poll calls check every interval until it returns true or ctx ends; the error says what was
