@@ -20,6 +20,9 @@ type Scenario struct {
 	// Clusters are cluster files by a short name; each gets its own directory, so its own
 	// secrets (CA): two clusters here are two clusters, even with one metadata.name.
 	Clusters map[string]string `yaml:"clusters"`
+	// ClustersFrom takes the clusters of another scenario in the same directory, by name,
+	// instead of writing them again (single-node runs mdns-cluster's cluster file alone).
+	ClustersFrom string `yaml:"clustersFrom"`
 	// Seeds are `ksboot build-seed` runs: Args are added to -f <cluster> -o <dir>.
 	Seeds []Seed `yaml:"seeds"`
 	// Guests are the machines, all on one private segment (10.77.0.0/24, the host side at
@@ -114,6 +117,31 @@ func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 
 // LoadScenario reads and checks a scenario file; unknown fields are errors.
 func LoadScenario(path string) (*Scenario, error) {
+	s, err := decodeScenario(path)
+	if err != nil {
+		return nil, err
+	}
+	if s.ClustersFrom != "" {
+		if len(s.Clusters) > 0 {
+			return nil, fmt.Errorf("%s: clustersFrom %q and clusters: give one or the other", path, s.ClustersFrom)
+		}
+		// Decoded, not loaded: one level only, so a file naming itself cannot loop.
+		other, err := decodeScenario(filepath.Join(filepath.Dir(path), s.ClustersFrom+".yaml"))
+		if err != nil {
+			return nil, fmt.Errorf("%s: clustersFrom %q: %w", path, s.ClustersFrom, err)
+		}
+		if other.ClustersFrom != "" {
+			return nil, fmt.Errorf("%s: clustersFrom %q: that scenario takes its clusters from %q; name that one", path, s.ClustersFrom, other.ClustersFrom)
+		}
+		s.Clusters = other.Clusters
+	}
+	if err := s.check(); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return s, nil
+}
+
+func decodeScenario(path string) (*Scenario, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
@@ -122,9 +150,6 @@ func LoadScenario(path string) (*Scenario, error) {
 	dec.KnownFields(true)
 	var s Scenario
 	if err := dec.Decode(&s); err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	if err := s.check(); err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return &s, nil

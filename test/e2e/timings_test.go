@@ -42,6 +42,9 @@ func TestLoadScenarioRejectsBadFiles(t *testing.T) {
 			"guests: [{name: g, seed: s, mac: '52:54:00:00:00:01', niceOn: 'joined'}]\n",
 		"nice out of range": "name: x\ndeadline: 1m\nclusters: {a: ''}\nseeds: [{name: s, cluster: a}]\n" +
 			"guests: [{name: g, seed: s, mac: '52:54:00:00:00:01', nice: 25}]\n",
+		"clustersFrom a missing scenario": "name: x\ndeadline: 1m\nclustersFrom: nowhere\n",
+		"clustersFrom and clusters":       "name: x\ndeadline: 1m\nclustersFrom: s\nclusters: {a: ''}\n",
+		"clustersFrom itself":             "name: x\ndeadline: 1m\nclustersFrom: s\n",
 	} {
 		p := t.TempDir() + "/s.yaml"
 		if err := writeFile0(p, text); err != nil {
@@ -54,3 +57,18 @@ func TestLoadScenarioRejectsBadFiles(t *testing.T) {
 }
 
 func writeFile0(p, s string) error { return os.WriteFile(p, []byte(s), 0o600) }
+
+// TestClustersFrom: single-node runs mdns-cluster's cluster file, not a copy of it.
+func TestClustersFrom(t *testing.T) {
+	single, err := LoadScenario("scenarios/single-node.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mdns, err := LoadScenario("scenarios/mdns-cluster.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if single.Clusters["main"] == "" || single.Clusters["main"] != mdns.Clusters["main"] {
+		t.Errorf("single-node's cluster main is not mdns-cluster's:\n%s", single.Clusters["main"])
+	}
+}
