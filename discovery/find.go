@@ -285,13 +285,21 @@ func (s *search) queryMine(ctx context.Context, window time.Duration) ([]Peer, e
 	if err != nil {
 		return nil, err
 	}
+	return s.sortAnswers(peers), nil
+}
+
+// sortAnswers keeps this cluster's peers and remembers the others. A foreign node heard again
+// replaces what was remembered of it, so the report shows its current phase, not the first one.
+func (s *search) sortAnswers(peers []Peer) []Peer {
 	var mine []Peer
 	for _, p := range peers {
 		if p.ID == s.opts.ID {
 			mine = append(mine, p)
 			continue
 		}
-		if !slices.ContainsFunc(s.foreign, func(f Peer) bool { return f.Instance == p.Instance }) && len(s.foreign) < maxRemembered {
+		if i := slices.IndexFunc(s.foreign, func(f Peer) bool { return f.Instance == p.Instance }); i >= 0 {
+			s.foreign[i] = p
+		} else if len(s.foreign) < maxRemembered {
 			s.foreign = append(s.foreign, p)
 		}
 		s.warnOnce("foreign:"+p.Instance, "ignoring a node that announces this cluster's name with a different CA",
@@ -300,7 +308,7 @@ func (s *search) queryMine(ctx context.Context, window time.Duration) ([]Peer, e
 	if len(mine) > 0 {
 		s.peers = mine
 	}
-	return mine, nil
+	return mine
 }
 
 // reject remembers a failed verification (the latest per address) and logs each distinct one. A

@@ -266,3 +266,20 @@ func TestRejectKeepsForeignCertificate(t *testing.T) {
 		t.Errorf("a plain failure is not the latest one: %q", got)
 	}
 }
+
+// A foreign node heard again is reported as it is now (its phase moves on), not as first heard,
+// and this cluster's own nodes are what the round returns.
+func TestForeignPeersRefresh(t *testing.T) {
+	s := newSearch(Options{ID: idA, Logger: slog.New(slog.DiscardHandler)}, "a control plane")
+	mine := peer("sample", idA, "w1", "worker", "discover", "10.0.0.21")
+	if got := s.sortAnswers([]Peer{mine, peer("sample", idB, "cp1", "control-plane", "install", "10.0.0.66")}); len(got) != 1 || got[0].Node != "w1" {
+		t.Fatalf("this cluster's peers = %v", got)
+	}
+	s.sortAnswers([]Peer{peer("sample", idB, "cp1", "control-plane", "kubeadm", "10.0.0.66"), peer("sample", idB, "w9", "worker", "install", "10.0.0.99")})
+	if len(s.foreign) != 2 {
+		t.Fatalf("foreign peers %v, want cp1 once and w9", s.foreign)
+	}
+	if s.foreign[0].Phase != "kubeadm" || s.foreign[1].Node != "w9" {
+		t.Errorf("foreign peers %v: cp1 should be in its latest phase (kubeadm)", s.foreign)
+	}
+}
