@@ -5,6 +5,7 @@ set -euo pipefail
 pkgs=(
   xorriso genisoimage mtools dosfstools util-linux e2fsprogs   # read seed media back (ISO, FAT), debugfs
   cloud-init cloud-image-utils                     # cloud-init schema / net-convert, cloud-localds
+  systemd                                          # systemd-analyze verify: the seed's units at boot
   qemu-system-x86 qemu-utils mmdebstrap            # real guests under TCG
   iproute2 ca-certificates git make                # network namespaces, tc netem
   dnsmasq-base                                     # DHCP on the e2e suite's private guest segment

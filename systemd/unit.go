@@ -58,9 +58,12 @@ func (u Unit) String() string {
 
 // BootstrapUnit is ksboot-bootstrap.service: the first-boot service that runs the node agent.
 //
-// It starts after the network is online and after cloud-final (the seed starts it with
-// --no-block from cloud-init's runcmd, so cloud-init never waits on it). It is enabled for
-// multi-user.target so that a reboot in the middle of bootstrapping resumes it, and the condition
+// It starts after the network is online. On the first boot the seed starts it with --no-block
+// from cloud-init's runcmd, so cloud-init never waits on it. It is enabled for multi-user.target
+// so that a reboot in the middle of bootstrapping resumes it; it must therefore not be ordered
+// after cloud-final.service, which is itself ordered after multi-user.target: systemd breaks
+// that cycle by dropping this unit's start job, and the node never resumes (Scenario 2 of the
+// e2e suite, run 16: a control plane reset during install stayed idle). The condition
 // on the completion marker makes it a no-op forever after success. Restart=on-failure retries a
 // failed phase; the agent itself lengthens the pause after repeated failures (systemd 252 on
 // Debian 12 has no RestartSteps=), so the unit keeps a short fixed RestartSec.
@@ -73,7 +76,7 @@ func BootstrapUnit(clusterName string) Unit {
 			Directives: []Directive{
 				{"Description", fmt.Sprintf("ksboot node bootstrap (join cluster %s)", clusterName)},
 				{"Wants", "network-online.target"},
-				{"After", "network-online.target cloud-final.service"},
+				{"After", "network-online.target"},
 				{"ConditionPathExists", "!" + CompleteMarker},
 				{"ConditionPathExists", NodeConfigPath},
 				{"StartLimitIntervalSec", "0"},
