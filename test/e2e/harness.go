@@ -426,19 +426,26 @@ func (r *run) expectNotJoined(f FailExpect) {
 }
 
 // poll calls check every interval until it returns true or ctx ends; the error says what was
-// awaited and the last state. Progress is logged when the state changes.
+// awaited and the last state. Progress is logged when the state changes, and every
+// stillEvery while it does not (a guest that has gone quiet is a finding too).
 func (r *run) poll(ctx context.Context, every time.Duration, what string, check func() (bool, string)) error {
+	const stillEvery = 5 * time.Minute
 	tick := time.NewTicker(every)
 	defer tick.Stop()
 	var last string
+	var changed, logged time.Time
 	for {
 		ok, state := check()
 		if ok {
 			return nil
 		}
-		if state != last {
+		switch now := time.Now(); {
+		case state != last:
 			r.t.Logf("[%s] waiting for %s: %s", time.Since(r.start).Round(time.Second), what, state)
-			last = state
+			last, changed, logged = state, now, now
+		case now.Sub(logged) >= stillEvery:
+			r.t.Logf("[%s] still waiting for %s, unchanged for %s: %s", time.Since(r.start).Round(time.Second), what, now.Sub(changed).Round(time.Second), state)
+			logged = now
 		}
 		select {
 		case <-ctx.Done():
