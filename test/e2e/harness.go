@@ -156,6 +156,9 @@ func RunScenario(t *testing.T, env *Env, sc *Scenario) time.Duration {
 	for _, f := range sc.Expect.Fails {
 		r.expectNotJoined(f)
 	}
+	if c := sc.Expect.Cluster; c != nil {
+		r.keepClusterState(c.Cluster)
+	}
 	r.times.print(t, r.sc, r.guestStarts())
 	return r.times.Ready()
 }
@@ -553,17 +556,51 @@ func (r *run) kubectlPods(ctx context.Context, kubeconfig string, namespaces ...
 
 // kubectl runs the cached kubectl inside the segment's namespace and decodes its JSON output.
 func (r *run) kubectl(ctx context.Context, kubeconfig string, v any, args ...string) error {
+	out, err := r.kubectlOutput(ctx, kubeconfig, args...)
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(out, v)
+}
+
+func (r *run) kubectlOutput(ctx context.Context, kubeconfig string, args ...string) ([]byte, error) {
 	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	args = append([]string{"--kubeconfig", kubeconfig, "--request-timeout", "20s"}, args...)
-	cmd := r.seg.Command(cctx, r.env.Kubectl, args...)
+	cmd := r.seg.Command(cctx, r.env.Kubectl, append([]string{"--kubeconfig", kubeconfig, "--request-timeout", "20s"}, args...)...)
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	if err != nil {
-		return fmt.Errorf("kubectl %s: %v: %s", strings.Join(args[4:], " "), err, lastLine(stderr.String()))
+		return nil, fmt.Errorf("kubectl %s: %v: %s", strings.Join(args, " "), err, lastLine(stderr.String()))
 	}
-	return json.Unmarshal(out, v)
+	return out, nil
+}
+
+// keepClusterState writes what kubectl shows of the cluster at the end of the run (Nodes, pods,
+// events) to the artifacts: a pod stuck in ContainerCreating is explained only by its events.
+func (r *run) keepClusterState(cluster string) {
+	kubeconfig := r.kubeconfig(cluster)
+	var b strings.Builder
+	for _, args := range [][]string{
+		{"get", "nodes", "-o", "wide"},
+		{"get", "pods", "-A", "-o", "wide"},
+		{"get", "events", "-A", "--sort-by", ".lastTimestamp"},
+	} {
+		fmt.Fprintf(&b, "$ kubectl %s\n", strings.Join(args, " "))
+		out, err := r.kubectlOutput(context.Background(), kubeconfig, args...)
+		if err != nil {
+			fmt.Fprintf(&b, "%v\n", err)
+		}
+		b.Write(out)
+		b.WriteString("\n")
+	}
+	if err := os.MkdirAll(r.art, 0o755); err != nil {
+		r.t.Errorf("artifacts: %v", err)
+		return
+	}
+	if err := os.WriteFile(filepath.Join(r.art, "cluster-"+cluster+".txt"), []byte(b.String()), 0o644); err != nil {
+		r.t.Errorf("artifacts: %v", err)
+	}
 }
 
 // watch runs `ksboot watch -f FILE --once -o json` inside the segment's namespace.

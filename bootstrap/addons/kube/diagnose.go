@@ -23,7 +23,8 @@ type Problem struct {
 	Object string
 	// Reason is the short cause, e.g. ImagePullBackOff, Unschedulable, Pending, NotAvailable.
 	Reason string
-	// Image is the image concerned when the reason is a pull failure.
+	// Image is the image concerned when the reason is a pull failure, or an image the kubelet
+	// was still pulling (its last event of the pod was "Pulling").
 	Image string
 	// Message is the detail the API reported, if any.
 	Message string
@@ -42,8 +43,9 @@ func (p Problem) String() string {
 	return s
 }
 
-// ImagePull reports whether the problem is an image that could not be pulled.
-func (p Problem) ImagePull() bool { return isPullReason(p.Reason) }
+// ImagePull reports whether the problem is an image that could not be pulled (or was still
+// being pulled when the wait ended).
+func (p Problem) ImagePull() bool { return isPullReason(p.Reason) || p.Image != "" }
 
 func isPullReason(r string) bool {
 	switch r {
@@ -55,6 +57,11 @@ func isPullReason(r string) bool {
 
 // PodProblems lists the pods of the namespaces that are not ready, with the reason. Completed
 // pods (jobs) are not problems. The list is sorted by object name.
+//
+// A pod whose status says little (ContainerCreating, NotReady, Pending) also gets its last event,
+// as `kubectl describe pod` ends with: a sandbox the CNI could not set up, a volume that does not
+// mount, or an image pull that has not finished are only there. Events are best effort: a
+// failure to list them leaves the status alone.
 func PodProblems(ctx context.Context, cs kubernetes.Interface, namespaces ...string) ([]Problem, error) {
 	var out []Problem
 	for _, ns := range namespaces {
@@ -62,14 +69,111 @@ func PodProblems(ctx context.Context, cs kubernetes.Interface, namespaces ...str
 		if err != nil {
 			return nil, fmt.Errorf("listing pods in %s: %w", ns, err)
 		}
+		var events map[string]corev1.Event
 		for i := range pods.Items {
-			if p, ok := PodProblem(&pods.Items[i]); ok {
-				out = append(out, p)
+			p, ok := PodProblem(&pods.Items[i])
+			if !ok {
+				continue
 			}
+			if slices.Contains([]string{"ContainerCreating", "NotReady", "Pending"}, p.Reason) {
+				if events == nil {
+					events = lastPodEvents(ctx, cs, ns)
+				}
+				if ev, ok := events[pods.Items[i].Name]; ok {
+					p = withEvent(p, ev, time.Now())
+				}
+			}
+			out = append(out, p)
 		}
 	}
 	slices.SortFunc(out, func(a, b Problem) int { return strings.Compare(a.Object, b.Object) })
 	return out, nil
+}
+
+// lastPodEvents returns, per pod of the namespace, its newest Warning event, or else its newest
+// event if that is the kubelet still pulling an image. Other normal events (Scheduled, Pulled,
+// Created) say nothing about what is in the way.
+func lastPodEvents(ctx context.Context, cs kubernetes.Interface, ns string) map[string]corev1.Event {
+	list, err := cs.CoreV1().Events(ns).List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.kind=Pod"})
+	out := map[string]corev1.Event{}
+	if err != nil {
+		return out
+	}
+	newest := map[string]corev1.Event{}
+	for _, ev := range list.Items {
+		if ev.InvolvedObject.Kind != "Pod" {
+			continue
+		}
+		name := ev.InvolvedObject.Name
+		if cur, ok := newest[name]; !ok || !eventTime(ev).Before(eventTime(cur)) {
+			newest[name] = ev
+		}
+		if ev.Type != corev1.EventTypeWarning {
+			continue
+		}
+		if cur, ok := out[name]; !ok || !eventTime(ev).Before(eventTime(cur)) {
+			out[name] = ev
+		}
+	}
+	for name, ev := range newest {
+		if _, warned := out[name]; !warned && ev.Reason == "Pulling" {
+			out[name] = ev
+		}
+	}
+	return out
+}
+
+// eventTime is when an event last happened, whichever API generation wrote it.
+func eventTime(ev corev1.Event) time.Time {
+	switch {
+	case ev.Series != nil && !ev.Series.LastObservedTime.IsZero():
+		return ev.Series.LastObservedTime.Time
+	case !ev.EventTime.IsZero():
+		return ev.EventTime.Time
+	case !ev.LastTimestamp.IsZero():
+		return ev.LastTimestamp.Time
+	case !ev.FirstTimestamp.IsZero():
+		return ev.FirstTimestamp.Time
+	}
+	return ev.CreationTimestamp.Time
+}
+
+// maxEventMessage bounds the event text added to a problem: sandbox errors can run to kilobytes.
+const maxEventMessage = 300
+
+// withEvent adds the pod's last event to the problem's message. A pull still in progress names
+// its image, so the wait's error can say which image the site must provide.
+func withEvent(p Problem, ev corev1.Event, now time.Time) Problem {
+	msg := strings.Join(strings.Fields(ev.Message), " ")
+	if len(msg) > maxEventMessage {
+		msg = msg[:maxEventMessage] + "..."
+	}
+	what := "last event"
+	if n := eventCount(ev); n > 1 {
+		what = fmt.Sprintf("last of %d events", n)
+	}
+	if at := eventTime(ev); !at.IsZero() {
+		what += fmt.Sprintf(" %s ago", now.Sub(at).Round(time.Second))
+	}
+	text := fmt.Sprintf("%s: %s: %s", what, ev.Reason, msg)
+	if p.Message == "" {
+		p.Message = text
+	} else {
+		p.Message += "; " + text
+	}
+	if ev.Reason == "Pulling" {
+		if _, img, ok := strings.Cut(ev.Message, "\""); ok {
+			p.Image, _, _ = strings.Cut(img, "\"")
+		}
+	}
+	return p
+}
+
+func eventCount(ev corev1.Event) int32 {
+	if ev.Series != nil && ev.Series.Count > ev.Count {
+		return ev.Series.Count
+	}
+	return ev.Count
 }
 
 // PodProblem says why a pod is not ready; ok is false for a ready or completed pod.

@@ -12,6 +12,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes/fake"
 	"k8s.io/utils/ptr"
 )
 
@@ -213,4 +214,55 @@ func FuzzParseYAML(f *testing.F) {
 			t.Fatalf("a parsed stream does not render again: %v", err)
 		}
 	})
+}
+
+// A pod whose status says only ContainerCreating gets its last warning event (what kubectl
+// describe shows), and a pull still in progress names its image as a pull problem.
+func TestPodProblemsAddEvents(t *testing.T) {
+	now := time.Now()
+	creating := func(name string) *corev1.Pod {
+		return &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "ks"},
+			Spec:       corev1.PodSpec{NodeName: "w1", Containers: []corev1.Container{{Name: "c", Image: "img"}}},
+			Status: corev1.PodStatus{ContainerStatuses: []corev1.ContainerStatus{{Name: "c", State: corev1.ContainerState{
+				Waiting: &corev1.ContainerStateWaiting{Reason: "ContainerCreating"}}}}},
+		}
+	}
+	event := func(name, pod, typ, reason, msg string, ago time.Duration, count int32) *corev1.Event {
+		return &corev1.Event{
+			ObjectMeta:     metav1.ObjectMeta{Name: name, Namespace: "ks"},
+			InvolvedObject: corev1.ObjectReference{Kind: "Pod", Namespace: "ks", Name: pod},
+			Type:           typ, Reason: reason, Message: msg, Count: count,
+			LastTimestamp: metav1.NewTime(now.Add(-ago)),
+		}
+	}
+	cs := fake.NewClientset(
+		creating("sandbox"), creating("pulling"), creating("quiet"),
+		event("e1", "sandbox", corev1.EventTypeNormal, "Scheduled", "Successfully assigned ks/sandbox to w1", 9*time.Minute, 1),
+		event("e2", "sandbox", corev1.EventTypeWarning, "FailedCreatePodSandBox", "Failed to create pod sandbox: plugin type=\"flannel\" failed (add): loadFlannelSubnetEnv failed: open /run/flannel/subnet.env: no such file or directory", 20*time.Second, 31),
+		event("e3", "sandbox", corev1.EventTypeWarning, "FailedMount", "older warning", 5*time.Minute, 1),
+		event("e4", "pulling", corev1.EventTypeNormal, "Scheduled", "Successfully assigned ks/pulling to w1", 7*time.Minute, 1),
+		event("e5", "pulling", corev1.EventTypeNormal, "Pulling", `Pulling image "docker.io/kubesphere/ks-installer:v3.4.1"`, 6*time.Minute, 1),
+		event("e6", "quiet", corev1.EventTypeNormal, "Scheduled", "Successfully assigned ks/quiet to w1", time.Minute, 1),
+	)
+	got, err := PodProblems(context.Background(), cs, "ks")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 3 {
+		t.Fatalf("problems %v", got)
+	}
+	byPod := map[string]Problem{}
+	for _, p := range got {
+		byPod[p.Object] = p
+	}
+	if p := byPod["pod ks/sandbox"]; !strings.Contains(p.Message, "last of 31 events 20s ago: FailedCreatePodSandBox: Failed to create pod sandbox") || strings.Contains(p.Message, "older warning") || p.ImagePull() {
+		t.Errorf("sandbox problem: %s", p)
+	}
+	if p := byPod["pod ks/pulling"]; p.Image != "docker.io/kubesphere/ks-installer:v3.4.1" || !p.ImagePull() || !strings.Contains(p.Message, "Pulling: Pulling image") {
+		t.Errorf("pulling problem: %s (image %q)", p, p.Image)
+	}
+	if p := byPod["pod ks/quiet"]; p.String() != "pod ks/quiet: ContainerCreating" {
+		t.Errorf("a pod with only normal events: %s", p)
+	}
 }
