@@ -7,11 +7,14 @@ import (
 	"time"
 
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	utilnet "k8s.io/apimachinery/pkg/util/net"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/discovery/cached/memory"
 	"k8s.io/client-go/dynamic"
@@ -19,6 +22,7 @@ import (
 	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/restmapper"
+	"k8s.io/client-go/util/retry"
 )
 
 // FieldManager is the server-side apply field manager of everything ksboot applies. It is fixed
@@ -77,16 +81,41 @@ func (c *Client) Apply(ctx context.Context, objs []*unstructured.Unstructured) e
 	return nil
 }
 
-// ApplyOne server-side applies one object.
+// ApplyOne server-side applies one object. A request that failed for a passing reason (the API
+// server timed out, was overloaded or dropped the connection) is sent again, a few times with
+// growing pauses: on a slow control plane (run 18 of the e2e suite, under TCG) one timeout
+// otherwise failed a whole phase that the next request would have finished.
 func (c *Client) ApplyOne(ctx context.Context, u *unstructured.Unstructured) error {
 	ri, err := c.ResourceFor(ctx, u)
 	if err != nil {
 		return fmt.Errorf("applying %s: %w", Describe(u), err)
 	}
-	if _, err := ri.Apply(ctx, u.GetName(), u, metav1.ApplyOptions{FieldManager: FieldManager, Force: true}); err != nil {
+	err = retryTransient(ctx, applyBackoff, func() error {
+		_, err := ri.Apply(ctx, u.GetName(), u, metav1.ApplyOptions{FieldManager: FieldManager, Force: true})
+		return err
+	})
+	if err != nil {
 		return fmt.Errorf("applying %s: %w", Describe(u), err)
 	}
 	return nil
+}
+
+// applyBackoff spaces the attempts of one apply: 6 attempts over about 75 s, besides each
+// request's own time.
+var applyBackoff = wait.Backoff{Steps: 6, Duration: 5 * time.Second, Factor: 1.5, Jitter: 0.1}
+
+// retryTransient calls fn until it succeeds, fails for a reason that will not pass by itself,
+// runs out of attempts, or ctx ends.
+func retryTransient(ctx context.Context, b wait.Backoff, fn func() error) error {
+	return retry.OnError(b, func(err error) bool { return ctx.Err() == nil && Transient(err) }, fn)
+}
+
+// Transient reports whether an API request failed for a reason that passes: the server's own
+// timeouts and overload answers, and a connection refused, reset or cut short.
+func Transient(err error) bool {
+	return apierrors.IsServerTimeout(err) || apierrors.IsTimeout(err) || apierrors.IsTooManyRequests(err) ||
+		apierrors.IsServiceUnavailable(err) || utilnet.IsConnectionRefused(err) || utilnet.IsConnectionReset(err) ||
+		utilnet.IsProbableEOF(err) || utilnet.IsHTTP2ConnectionLost(err)
 }
 
 // ResourceFor returns the dynamic client of the object's resource (namespaced if the kind is).

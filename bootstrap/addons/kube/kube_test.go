@@ -11,7 +11,10 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes/fake"
 	"k8s.io/utils/ptr"
 )
@@ -264,5 +267,30 @@ func TestPodProblemsAddEvents(t *testing.T) {
 	}
 	if p := byPod["pod ks/quiet"]; p.String() != "pod ks/quiet: ContainerCreating" {
 		t.Errorf("a pod with only normal events: %s", p)
+	}
+}
+
+// An apply that the API server timed out is sent again; one it refused for good is not.
+func TestRetryTransient(t *testing.T) {
+	fast := wait.Backoff{Steps: 4, Duration: time.Millisecond}
+	timeout := apierrors.NewTimeoutError("request did not complete within requested timeout - context deadline exceeded", 0)
+	calls := 0
+	err := retryTransient(context.Background(), fast, func() error {
+		if calls++; calls < 3 {
+			return timeout
+		}
+		return nil
+	})
+	if err != nil || calls != 3 {
+		t.Errorf("after two timeouts: err %v, %d calls; want success on the third", err, calls)
+	}
+	calls = 0
+	forbidden := apierrors.NewForbidden(schema.GroupResource{Resource: "serviceaccounts"}, "ks-installer", errors.New("no"))
+	if err := retryTransient(context.Background(), fast, func() error { calls++; return forbidden }); !apierrors.IsForbidden(err) || calls != 1 {
+		t.Errorf("forbidden: err %v, %d calls; want it returned at once", err, calls)
+	}
+	calls = 0
+	if err := retryTransient(context.Background(), fast, func() error { calls++; return timeout }); !apierrors.IsTimeout(err) || calls != 4 {
+		t.Errorf("always timing out: err %v, %d calls; want the timeout after 4", err, calls)
 	}
 }
