@@ -3,6 +3,7 @@ package addons
 import (
 	"encoding/json"
 	"fmt"
+	"strconv"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -156,12 +157,12 @@ func Flannel(c *cluster.Cluster) ([]*unstructured.Unstructured, error) {
 							Name: "kube-flannel", Image: flannel,
 							Command: []string{"/opt/bin/flanneld"},
 							Args:    []string{"--ip-masq", "--kube-subnet-mgr"},
-							Env: []corev1.EnvVar{
+							Env: append([]corev1.EnvVar{
 								fieldEnv("POD_NAME", "metadata.name"),
 								fieldEnv("POD_NAMESPACE", "metadata.namespace"),
 								{Name: "EVENT_QUEUE_DEPTH", Value: "5000"},
 								{Name: "CONT_WHEN_CACHE_NOT_READY", Value: "false"},
-							},
+							}, apiServerEnv(c)...),
 							Resources: corev1.ResourceRequirements{Requests: corev1.ResourceList{
 								corev1.ResourceCPU:    resource.MustParse("100m"),
 								corev1.ResourceMemory: resource.MustParse("50Mi"),
@@ -192,4 +193,24 @@ func Flannel(c *cluster.Cluster) ([]*unstructured.Unstructured, error) {
 		},
 	}
 	return kube.ToUnstructured(objs...)
+}
+
+// apiServerEnv points flanneld at the control-plane endpoint (controlPlaneEndpoint, which every
+// node resolves through its /etc/hosts, as the kubelet does) instead of the kubernetes Service
+// IP. The Service IP works only once kube-proxy has written its rules on the node, and until
+// then flanneld exits at start ("dial tcp 10.233.0.1:443: i/o timeout"): the node's pods wait
+// for Flannel's restarts with back-off. The e2e suite measured that wait at 5-10 minutes under
+// TCG, and on a starved worker containerd could not clean up the exited container at all (runs
+// 8 and 18). Calico (kubernetes-services-endpoint) and Cilium (k8sServiceHost) offer the same
+// setting for the same reason; client-go's in-cluster configuration reads these two variables,
+// and a container's own environment takes precedence over the kubelet's service variables.
+func apiServerEnv(c *cluster.Cluster) []corev1.EnvVar {
+	e := c.Spec.ControlPlaneEndpoint
+	if e.Domain == "" || e.Port == 0 {
+		return nil
+	}
+	return []corev1.EnvVar{
+		{Name: "KUBERNETES_SERVICE_HOST", Value: e.Domain},
+		{Name: "KUBERNETES_SERVICE_PORT", Value: strconv.Itoa(e.Port)},
+	}
 }
