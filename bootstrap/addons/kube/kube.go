@@ -107,12 +107,12 @@ var applyBackoff = wait.Backoff{Steps: 6, Duration: 5 * time.Second, Factor: 1.5
 // retryTransient calls fn until it succeeds, fails for a reason that will not pass by itself,
 // runs out of attempts, or ctx ends.
 func retryTransient(ctx context.Context, b wait.Backoff, fn func() error) error {
-	return retry.OnError(b, func(err error) bool { return ctx.Err() == nil && Transient(err) }, fn)
+	return retry.OnError(b, func(err error) bool { return ctx.Err() == nil && transient(err) }, fn)
 }
 
-// Transient reports whether an API request failed for a reason that passes: the server's own
+// transient reports whether an API request failed for a reason that passes: the server's own
 // timeouts and overload answers, and a connection refused, reset or cut short.
-func Transient(err error) bool {
+func transient(err error) bool {
 	return apierrors.IsServerTimeout(err) || apierrors.IsTimeout(err) || apierrors.IsTooManyRequests(err) ||
 		apierrors.IsServiceUnavailable(err) || utilnet.IsConnectionRefused(err) || utilnet.IsConnectionReset(err) ||
 		utilnet.IsProbableEOF(err) || utilnet.IsHTTP2ConnectionLost(err)
