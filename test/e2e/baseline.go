@@ -103,8 +103,8 @@ const baselineKubeletDropIn = `[Service]
 Environment="KUBELET_KUBECONFIG_ARGS=--bootstrap-kubeconfig=/etc/kubernetes/bootstrap-kubelet.conf --kubeconfig=/etc/kubernetes/kubelet.conf"
 Environment="KUBELET_CONFIG_ARGS=--config=/var/lib/kubelet/config.yaml"
 EnvironmentFile=-/var/lib/kubelet/kubeadm-flags.env
-# The same kubelet flag as the ksboot scenarios' kubeletArgs.
-Environment="KUBELET_EXTRA_ARGS=--housekeeping-interval=30s"
+# The same kubelet flags as the ksboot scenarios' kubeletArgs.
+Environment="KUBELET_EXTRA_ARGS=--housekeeping-interval=30s --runtime-request-timeout=15m"
 ExecStart=
 ExecStart=/usr/local/bin/kubelet $KUBELET_KUBECONFIG_ARGS $KUBELET_CONFIG_ARGS $KUBELET_KUBEADM_ARGS $KUBELET_EXTRA_ARGS
 `

@@ -327,8 +327,10 @@ type WaitError struct {
 // recorded as a problem rather than hiding the timeout) into a WaitError.
 func NewWaitError(ctx context.Context, cs kubernetes.Interface, what string, err error, pending []Problem, namespaces ...string) *WaitError {
 	we := &WaitError{What: what, Pending: pending, Err: err}
-	// The wait's own context may be what ended; the diagnosis still deserves a few seconds.
-	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	// The wait's own context may be what ended; the diagnosis still deserves its own time. A
+	// loaded control plane took longer than 10 s to list one namespace's pods (run 20 of the
+	// e2e suite, under TCG), and the report then said only that the list timed out.
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
 	pods, perr := PodProblems(dctx, cs, namespaces...)
 	if perr != nil {

@@ -90,14 +90,55 @@ func (c *Client) ApplyOne(ctx context.Context, u *unstructured.Unstructured) err
 	if err != nil {
 		return fmt.Errorf("applying %s: %w", Describe(u), err)
 	}
+	var live *unstructured.Unstructured
 	err = retryTransient(ctx, applyBackoff, func() error {
-		_, err := ri.Apply(ctx, u.GetName(), u, metav1.ApplyOptions{FieldManager: FieldManager, Force: true})
+		var err error
+		live, err = ri.Apply(ctx, u.GetName(), u, metav1.ApplyOptions{FieldManager: FieldManager, Force: true})
 		return err
 	})
 	if err != nil {
 		return fmt.Errorf("applying %s: %w", Describe(u), err)
 	}
+	if u.GroupVersionKind().GroupKind() == crdKind {
+		return waitEstablished(ctx, ri, live)
+	}
 	return nil
+}
+
+var crdKind = schema.GroupKind{Group: apiextensionsv1.GroupName, Kind: "CustomResourceDefinition"}
+
+// waitEstablished waits (bounded by mappingTimeout) until the API server reports the
+// CustomResourceDefinition Established, as `kubectl wait --for=condition=Established` and Helm's
+// CRD install do: a custom resource sent before that can be refused ("error resolving
+// resource", run 20 of the e2e suite, on a slow control plane).
+func waitEstablished(ctx context.Context, ri dynamic.ResourceInterface, live *unstructured.Unstructured) error {
+	what := Describe(live)
+	err := Poll(ctx, mappingPoll, mappingTimeout, func(ctx context.Context) (bool, error) {
+		if established(live) {
+			return true, nil
+		}
+		var err error
+		if live, err = ri.Get(ctx, live.GetName(), metav1.GetOptions{}); err != nil {
+			return false, err
+		}
+		return established(live), nil
+	})
+	if err != nil {
+		return fmt.Errorf("waiting for %s to be Established: %w", what, err)
+	}
+	return nil
+}
+
+// established reports whether a CustomResourceDefinition's Established condition is True.
+func established(crd *unstructured.Unstructured) bool {
+	conds, _, _ := unstructured.NestedSlice(crd.Object, "status", "conditions")
+	for _, c := range conds {
+		m, _ := c.(map[string]any)
+		if m["type"] == string(apiextensionsv1.Established) {
+			return m["status"] == string(apiextensionsv1.ConditionTrue)
+		}
+	}
+	return false
 }
 
 // applyBackoff spaces the attempts of one apply: 6 attempts over about 75 s, besides each
@@ -111,9 +152,12 @@ func retryTransient(ctx context.Context, b wait.Backoff, fn func() error) error 
 }
 
 // transient reports whether an API request failed for a reason that passes: the server's own
-// timeouts and overload answers, and a connection refused, reset or cut short.
+// timeouts, overload answers and internal errors (an etcd request that timed out, a custom
+// resource's handler not built yet: the API server calls such cases self-healing), and a
+// connection refused, reset or cut short.
 func transient(err error) bool {
 	return apierrors.IsServerTimeout(err) || apierrors.IsTimeout(err) || apierrors.IsTooManyRequests(err) ||
+		apierrors.IsInternalError(err) ||
 		apierrors.IsServiceUnavailable(err) || utilnet.IsConnectionRefused(err) || utilnet.IsConnectionReset(err) ||
 		utilnet.IsProbableEOF(err) || utilnet.IsHTTP2ConnectionLost(err)
 }

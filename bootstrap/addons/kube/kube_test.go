@@ -13,9 +13,13 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/wait"
+	dynamicfake "k8s.io/client-go/dynamic/fake"
 	"k8s.io/client-go/kubernetes/fake"
+	clienttesting "k8s.io/client-go/testing"
 	"k8s.io/utils/ptr"
 )
 
@@ -290,7 +294,69 @@ func TestRetryTransient(t *testing.T) {
 		t.Errorf("forbidden: err %v, %d calls; want it returned at once", err, calls)
 	}
 	calls = 0
+	resolving := apierrors.NewInternalError(errors.New("error resolving resource"))
+	if err := retryTransient(context.Background(), fast, func() error {
+		if calls++; calls < 2 {
+			return resolving
+		}
+		return nil
+	}); err != nil || calls != 2 {
+		t.Errorf("after an internal error: err %v, %d calls; want success on the second", err, calls)
+	}
+	calls = 0
 	if err := retryTransient(context.Background(), fast, func() error { calls++; return timeout }); !apierrors.IsTimeout(err) || calls != 4 {
 		t.Errorf("always timing out: err %v, %d calls; want the timeout after 4", err, calls)
+	}
+}
+
+// A CustomResourceDefinition counts as applied only once it is Established: the wait reads it
+// again until the condition is True, and gives up, naming it, when its context ends.
+func TestWaitEstablished(t *testing.T) {
+	gvr := schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"}
+	crd := func(status string) *unstructured.Unstructured {
+		u := &unstructured.Unstructured{Object: map[string]any{
+			"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+			"metadata": map[string]any{"name": "clusterconfigurations.installer.kubesphere.io"},
+		}}
+		if status != "" {
+			u.Object["status"] = map[string]any{"conditions": []any{
+				map[string]any{"type": "NamesAccepted", "status": "True"},
+				map[string]any{"type": "Established", "status": status},
+			}}
+		}
+		return u
+	}
+	newClient := func(reads *int, establishedAt int) *dynamicfake.FakeDynamicClient {
+		dc := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(),
+			map[schema.GroupVersionResource]string{gvr: "CustomResourceDefinitionList"})
+		dc.PrependReactor("get", "customresourcedefinitions", func(clienttesting.Action) (bool, runtime.Object, error) {
+			if *reads++; *reads >= establishedAt {
+				return true, crd("True"), nil
+			}
+			return true, crd("False"), nil
+		})
+		return dc
+	}
+
+	reads := 0
+	dc := newClient(&reads, 3)
+	if err := waitEstablished(context.Background(), dc.Resource(gvr), crd("")); err != nil || reads != 3 {
+		t.Errorf("established on the third read: err %v after %d reads", err, reads)
+	}
+	reads = 0
+	if err := waitEstablished(context.Background(), dc.Resource(gvr), crd("True")); err != nil || reads != 0 {
+		t.Errorf("established when applied: err %v after %d reads; want no read", err, reads)
+	}
+
+	reads = 0
+	never := newClient(&reads, 1<<30)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	err := waitEstablished(ctx, never.Resource(gvr), crd(""))
+	if err == nil || !strings.Contains(err.Error(), "CustomResourceDefinition clusterconfigurations.installer.kubesphere.io to be Established") {
+		t.Errorf("never established: err %v; want the CRD named", err)
+	}
+	if reads < 2 {
+		t.Errorf("never established: %d reads in 2s; want it read again", reads)
 	}
 }
