@@ -112,10 +112,14 @@ func (s *Segment) startDHCP(t testing.TB, opts BridgeOptions) {
 	router, _, _ := strings.Cut(opts.HostAddress, "/")
 	dir := t.TempDir()
 	cmd := exec.Command("ip", "netns", "exec", s.ns, "dnsmasq", "--keep-in-foreground", "--no-daemon",
-		"--port=0", // DHCP only: no DNS server
+		// DNS as a LAN resolver that knows only the segment's DHCP names: no upstream
+		// (--no-resolv, no --server), so no query leaves the namespace, and every other name is
+		// answered at once (REFUSED) instead of timing out. CoreDNS on a node forwards to it; a
+		// resolver that never answered made CoreDNS's loop check resend its probe until it
+		// counted a loop and exited, on a slow worker (e2e run 21).
+		"--no-resolv", "--no-hosts",
 		"--interface="+bridgeName, "--bind-interfaces", "--except-interface=lo",
 		"--dhcp-range="+opts.DHCPRange+",12h", "--dhcp-option=option:router,"+router,
-		// The bridge answers no DNS, but a resolver line lets CoreDNS start on the nodes.
 		"--dhcp-option=option:dns-server,"+router,
 		"--dhcp-leasefile="+dir+"/leases", "--pid-file=", "--conf-file=/dev/null", "--log-dhcp")
 	logf, err := os.Create(dir + "/dnsmasq.log")
