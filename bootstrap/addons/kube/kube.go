@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"k8s.io/apiextensions-apiserver/pkg/apihelpers"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -129,16 +130,14 @@ func waitEstablished(ctx context.Context, ri dynamic.ResourceInterface, live *un
 	return nil
 }
 
-// established reports whether a CustomResourceDefinition's Established condition is True.
-func established(crd *unstructured.Unstructured) bool {
-	conds, _, _ := unstructured.NestedSlice(crd.Object, "status", "conditions")
-	for _, c := range conds {
-		m, _ := c.(map[string]any)
-		if m["type"] == string(apiextensionsv1.Established) {
-			return m["status"] == string(apiextensionsv1.ConditionTrue)
-		}
+// established reports whether a CustomResourceDefinition's Established condition is True, as
+// the API server itself decides it (apihelpers).
+func established(u *unstructured.Unstructured) bool {
+	var crd apiextensionsv1.CustomResourceDefinition
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &crd); err != nil {
+		return false
 	}
-	return false
+	return apihelpers.IsCRDConditionTrue(&crd, apiextensionsv1.Established)
 }
 
 // applyBackoff spaces the attempts of one apply: 6 attempts over about 75 s, besides each
