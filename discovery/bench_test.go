@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"github.com/ksboot/ksboot/test/vm"
 )
 
 // BenchmarkDiscovery measures how long N nodes take to get a verified endpoint from one control
@@ -80,7 +80,7 @@ func benchDiscovery(b *testing.B, n int) {
 				// Leave the thread locked: it is in another namespace, and a goroutine that ends
 				// locked takes its thread with it instead of returning it to the scheduler.
 				runtime.LockOSThread()
-				if err := setns(nd.ns); err != nil {
+				if err := vm.EnterNamespace(nd.ns); err != nil {
 					res[i].err = err
 					ready.Done()
 					return
@@ -158,20 +158,6 @@ func (c nsCounters) add(o nsCounters) nsCounters {
 	return nsCounters{c.udpIn + o.udpIn, c.udpOut + o.udpOut, c.rxPkts + o.rxPkts, c.txPkts + o.txPkts}
 }
 
-// setns moves the calling thread into the named network namespace. The caller must have locked
-// the goroutine to its thread.
-func setns(name string) error {
-	fd, err := unix.Open("/run/netns/"+name, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return fmt.Errorf("opening namespace %s: %w", name, err)
-	}
-	defer unix.Close(fd)
-	if err := unix.Setns(fd, unix.CLONE_NEWNET); err != nil {
-		return fmt.Errorf("entering namespace %s: %w", name, err)
-	}
-	return nil
-}
-
 // inNamespace runs f on a thread in the namespace and throws the thread away afterwards.
 func inNamespace[T any](name string, f func() (T, error)) (T, error) {
 	type out struct {
@@ -181,7 +167,7 @@ func inNamespace[T any](name string, f func() (T, error)) (T, error) {
 	ch := make(chan out, 1)
 	go func() {
 		runtime.LockOSThread() // never unlocked: the thread dies with the goroutine
-		if err := setns(name); err != nil {
+		if err := vm.EnterNamespace(name); err != nil {
 			ch <- out{err: err}
 			return
 		}

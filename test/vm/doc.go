@@ -8,8 +8,9 @@
 //   - private network segments: a network namespace per segment in which qemu's socket-multicast
 //     NICs form one Ethernet segment that cannot leave the namespace (NewSegment), or in which a
 //     bridge with one tap device per NIC carries the segment and the host side takes part with
-//     an address of its own and, if asked, dnsmasq as DHCP server (NewBridgedSegment; processes
-//     started with Segment.Command see the guests);
+//     an address of its own and, if asked, dnsmasq as DHCP server and resolver (NewBridgedSegment;
+//     processes started with Segment.Command, or threads moved in with EnterNamespace, see the
+//     guests);
 //   - guests: one qemu process per guest with its own copy-on-write disk over the cached image,
 //     a cloud-init seed, a serial log, and bounded waits (Start, WaitSerial, WaitPoweroff);
 //     a power cut and restart on the same disk (HardReset); after power-off (or Stop) the

@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // netnsPrefix starts the name of every namespace the harness creates: ksbt-<pid>-<n>.
@@ -45,8 +47,9 @@ type BridgeOptions struct {
 	// started with Segment.Command use it to reach the guests.
 	HostAddress string
 	// DHCPRange, when set ("10.77.0.100,10.77.0.149"), runs dnsmasq on the bridge as the
-	// segment's DHCP server (no DNS), handing out addresses from the range with the
-	// bridge's address as router, for guests whose seed carries no network-config.
+	// segment's DHCP server, handing out addresses from the range with the bridge's address as
+	// router and nameserver, for guests whose seed carries no network-config, and as its
+	// resolver (DHCP names only; every other name is refused at once, nothing is forwarded).
 	DHCPRange string
 }
 
@@ -214,4 +217,20 @@ func pruneStaleNamespaces(t testing.TB) {
 			t.Logf("removed stale segment %s left by process %d", e.Name(), pid)
 		}
 	}
+}
+
+// EnterNamespace moves the calling thread into the named network namespace (/run/netns/NAME),
+// so that sockets it opens afterwards live there. The caller must have locked its goroutine to
+// the thread (runtime.LockOSThread) and should not unlock it: the thread then ends with the
+// goroutine instead of going back to the scheduler while still in the namespace.
+func EnterNamespace(name string) error {
+	fd, err := unix.Open("/run/netns/"+name, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("opening namespace %s: %w", name, err)
+	}
+	defer unix.Close(fd)
+	if err := unix.Setns(fd, unix.CLONE_NEWNET); err != nil {
+		return fmt.Errorf("entering namespace %s: %w", name, err)
+	}
+	return nil
 }
