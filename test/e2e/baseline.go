@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"testing"
 	"text/template"
 	"time"
 
@@ -17,7 +18,8 @@ import (
 
 // The baseline is what a careful operator would write by hand to bootstrap the same three
 // machines from the same bundle without ksboot: one shell script run by cloud-init, with a
-// fixed endpoint. It installs the bundle's packages and binaries, writes the stock containerd
+// fixed endpoint. It maps the control-plane endpoint's name in /etc/hosts (the Flannel manifest
+// reaches the API by it), installs the bundle's packages and binaries, writes the stock containerd
 // and kubelet units, imports the images, and runs kubeadm init (then applies the same Flannel
 // manifest ksboot would) or kubeadm join, retrying the join until the API answers. Nothing
 // else: no preflight, no discovery, no status, no resume. Its power-on → all Nodes Ready is the
@@ -37,6 +39,9 @@ tar -C /usr/local -xzf $B/containerd/containerd-*-linux-amd64.tar.gz
 install -m 0755 $B/runc/v*/runc.amd64 /usr/local/sbin/runc
 mkdir -p /opt/cni/bin && tar -C /opt/cni/bin -xzf $B/cni-plugins/cni-plugins-linux-amd64-*.tgz
 tar -C /usr/local/bin -xzf $B/crictl/crictl-*-linux-amd64.tar.gz
+# The Flannel manifest reaches the API by the control-plane endpoint's name, as kubeadm's
+# kubeconfigs would with a named endpoint: map it, as KubeKey and kubeadm's HA guide do.
+echo "{{.InitAddress}} {{.EndpointDomain}}" >> /etc/hosts
 swapoff -a
 modprobe overlay
 modprobe br_netfilter
@@ -141,6 +146,8 @@ cgroupDriver: systemd
 
 type baselineParams struct {
 	Role, Name, Address, Endpoint, Token, Pin, Version, PodCIDR, ServiceCIDR string
+	// InitAddress and EndpointDomain make the /etc/hosts line for the control-plane endpoint.
+	InitAddress, EndpointDomain string
 	// Patches: the cluster file has kubeadm patches, which the init node gets too.
 	Patches bool
 }
@@ -148,9 +155,34 @@ type baselineParams struct {
 // baselineSeeds writes one cidata ISO per guest, with genisoimage, from the hand-written
 // cloud-config; the cluster file supplies addresses and CIDRs, its secrets the token and CA.
 func (r *run) baselineSeeds() {
-	t := r.t
-	b := r.sc.Baseline
-	file := r.clusters[b.Cluster]
+	guests := baselineFiles(r.t, r.clusters[r.sc.Baseline.Cluster], r.sc, filepath.Join(r.work, "baseline-manifests"))
+	for _, g := range r.sc.Guests {
+		var ud bytes.Buffer
+		ud.WriteString("#cloud-config\nwrite_files:\n")
+		for _, f := range guests[g.Name].files {
+			fmt.Fprintf(&ud, "  - path: %s\n    permissions: '%s'\n    content: |\n", f.path, f.mode)
+			for _, line := range strings.Split(strings.TrimSuffix(f.content, "\n"), "\n") {
+				fmt.Fprintf(&ud, "      %s\n", line)
+			}
+		}
+		ud.WriteString("runcmd:\n  - [/root/bootstrap.sh]\n")
+		netcfg := fmt.Sprintf("version: 2\nethernets:\n  eth0:\n    match: {macaddress: '%s'}\n    set-name: eth0\n"+
+			"    addresses: [%s/24]\n    routes: [{to: 0.0.0.0/0, via: 10.77.0.1}]\n    nameservers: {addresses: [10.77.0.1]}\n", g.MAC, guests[g.Name].address)
+		meta := fmt.Sprintf("instance-id: baseline-%s\nlocal-hostname: %s\n", g.Name, g.Name)
+		r.seeds[g.Seed] = r.genISO(g.Name, map[string]string{"user-data": ud.String(), "network-config": netcfg, "meta-data": meta})
+	}
+}
+
+// baselineGuest is what one guest's hand-written seed holds.
+type baselineGuest struct {
+	address string
+	files   []writeFile
+}
+
+// baselineFiles makes each guest's files from the cluster file (addresses, CIDRs, patches),
+// its secrets (token, CA) and the CNI manifest ksboot would apply, rendered into manifests.
+func baselineFiles(t testing.TB, file string, sc *Scenario, manifests string) map[string]baselineGuest {
+	b := sc.Baseline
 	c, _, err := cluster.Load(file)
 	if err != nil {
 		t.Fatal(err)
@@ -164,7 +196,6 @@ func (r *run) baselineSeeds() {
 		t.Fatal(err)
 	}
 	// The CNI manifest ksboot would apply, rendered here: the baseline applies the same one.
-	manifests := filepath.Join(r.work, "baseline-manifests")
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	if _, err := addons.Render(ctx, manifests, addons.Options{Cluster: c}); err != nil {
@@ -178,8 +209,10 @@ func (r *run) baselineSeeds() {
 	for _, h := range c.Spec.Hosts {
 		addr[h.Name], _, _ = strings.Cut(h.Address, "/")
 	}
-	for _, g := range r.sc.Guests {
+	out := map[string]baselineGuest{}
+	for _, g := range sc.Guests {
 		p := baselineParams{Role: "join", Name: g.Name, Address: addr[g.Name], Endpoint: addr[b.Init] + ":6443",
+			InitAddress: addr[b.Init], EndpointDomain: c.Spec.ControlPlaneEndpoint.Domain,
 			Token: s.BootstrapToken, Pin: pin, Version: c.Spec.Kubernetes.Version,
 			PodCIDR: c.Spec.Network.KubePodsCIDR, ServiceCIDR: c.Spec.Network.KubeServiceCIDR,
 			Patches: len(c.Spec.Kubernetes.Patches) > 0}
@@ -208,20 +241,9 @@ func (r *run) baselineSeeds() {
 				files = append(files, writeFile{fmt.Sprintf("/root/kubeadm-patches/%s%d+%s.yaml", pt.Target, i, pt.Type), "0600", pt.Patch})
 			}
 		}
-		var ud bytes.Buffer
-		ud.WriteString("#cloud-config\nwrite_files:\n")
-		for _, f := range files {
-			fmt.Fprintf(&ud, "  - path: %s\n    permissions: '%s'\n    content: |\n", f.path, f.mode)
-			for _, line := range strings.Split(strings.TrimSuffix(f.content, "\n"), "\n") {
-				fmt.Fprintf(&ud, "      %s\n", line)
-			}
-		}
-		ud.WriteString("runcmd:\n  - [/root/bootstrap.sh]\n")
-		netcfg := fmt.Sprintf("version: 2\nethernets:\n  eth0:\n    match: {macaddress: '%s'}\n    set-name: eth0\n"+
-			"    addresses: [%s/24]\n    routes: [{to: 0.0.0.0/0, via: 10.77.0.1}]\n    nameservers: {addresses: [10.77.0.1]}\n", g.MAC, p.Address)
-		meta := fmt.Sprintf("instance-id: baseline-%s\nlocal-hostname: %s\n", g.Name, g.Name)
-		r.seeds[g.Seed] = r.genISO(g.Name, map[string]string{"user-data": ud.String(), "network-config": netcfg, "meta-data": meta})
+		out[g.Name] = baselineGuest{address: p.Address, files: files}
 	}
+	return out
 }
 
 type writeFile struct{ path, mode, content string }
