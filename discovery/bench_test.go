@@ -60,7 +60,7 @@ func benchDiscovery(b *testing.B, n int) {
 	failures := 0
 	b.ResetTimer()
 	for range b.N {
-		annBefore, err := inNamespace(l.nodes[0].ns, readCounters)
+		annBefore, err := vm.InNamespace(l.nodes[0].ns, readCounters)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -109,7 +109,7 @@ func benchDiscovery(b *testing.B, n int) {
 		ready.Wait()
 		close(start)
 		wg.Wait()
-		annAfter, err := inNamespace(l.nodes[0].ns, readCounters)
+		annAfter, err := vm.InNamespace(l.nodes[0].ns, readCounters)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -156,26 +156,6 @@ func benchDiscovery(b *testing.B, n int) {
 
 func (c nsCounters) add(o nsCounters) nsCounters {
 	return nsCounters{c.udpIn + o.udpIn, c.udpOut + o.udpOut, c.rxPkts + o.rxPkts, c.txPkts + o.txPkts}
-}
-
-// inNamespace runs f on a thread in the namespace and throws the thread away afterwards.
-func inNamespace[T any](name string, f func() (T, error)) (T, error) {
-	type out struct {
-		v   T
-		err error
-	}
-	ch := make(chan out, 1)
-	go func() {
-		runtime.LockOSThread() // never unlocked: the thread dies with the goroutine
-		if err := vm.EnterNamespace(name); err != nil {
-			ch <- out{err: err}
-			return
-		}
-		v, err := f()
-		ch <- out{v, err}
-	}()
-	o := <-ch
-	return o.v, o.err
 }
 
 // readCounters reads the calling thread's namespace's UDP and eth0 counters.

@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/exec"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -233,4 +234,26 @@ func EnterNamespace(name string) error {
 		return fmt.Errorf("entering namespace %s: %w", name, err)
 	}
 	return nil
+}
+
+// InNamespace runs f on a thread of its own inside the named network namespace and returns
+// what f returns; the thread is thrown away afterwards rather than returned to the scheduler
+// while still in the namespace.
+func InNamespace[T any](name string, f func() (T, error)) (T, error) {
+	type out struct {
+		v   T
+		err error
+	}
+	ch := make(chan out, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread dies with the goroutine
+		if err := EnterNamespace(name); err != nil {
+			ch <- out{err: err}
+			return
+		}
+		v, err := f()
+		ch <- out{v, err}
+	}()
+	o := <-ch
+	return o.v, o.err
 }
