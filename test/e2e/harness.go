@@ -3,7 +3,9 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -621,8 +623,8 @@ func (r *run) watch(ctx context.Context, file string) (*discovery.Table, error) 
 	return &snap, nil
 }
 
-// keepArtifacts stops the guests and keeps, per guest, its serial log and status.json, and
-// the timing table.
+// keepArtifacts stops the guests and keeps, per guest, its serial log, status.json and pod
+// logs, and the timing table.
 func (r *run) keepArtifacts() {
 	t := r.t
 	r.mu.Lock()
@@ -656,6 +658,10 @@ func (r *run) keepArtifacts() {
 			if err := os.WriteFile(filepath.Join(dir, filepath.Base(f)), b, 0o644); err != nil {
 				t.Errorf("artifacts: %v", err)
 			}
+		}
+		// The containers' logs, the previous runs of a restarted API server among them.
+		if err := g.CopyDir("/var/log/pods", dir); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("artifacts: %v", err)
 		}
 	}
 	if err := os.WriteFile(filepath.Join(r.art, "timings.txt"), []byte(r.times.table(r.sc, r.guestStarts())), 0o644); err != nil {

@@ -583,6 +583,37 @@ func (g *Guest) ReadFile(path string) ([]byte, error) {
 	return nil, fmt.Errorf("guest %s: reading %s: too many symbolic links", g.name, path)
 }
 
+// CopyDir copies a directory tree of the guest's root filesystem, read with debugfs from the
+// guest's disk after qemu has exited, into dest/<base name of path> (dest must exist). The
+// suite keeps the guests' pod logs this way: when a control-plane component restarts, its
+// previous log is on the disk, and the serial console never had it.
+func (g *Guest) CopyDir(path, dest string) error {
+	if !g.exited() {
+		return fmt.Errorf("guest %s: copying %s: the guest is still running; call WaitPoweroff first", g.name, path)
+	}
+	if !filepath.IsAbs(path) || strings.ContainsAny(path+dest, "\"\n\\") {
+		return fmt.Errorf("guest %s: copying %q to %q: want an absolute path, and no quotes, backslashes or newlines", g.name, path, dest)
+	}
+	raw, err := g.raw()
+	if err != nil {
+		return err
+	}
+	path = filepath.Clean(path)
+	stat, err := debugfs(raw, "stat \""+path+"\"")
+	switch {
+	case err != nil && strings.Contains(err.Error(), "File not found"):
+		return fmt.Errorf("guest %s: copying %s: %w", g.name, path, fs.ErrNotExist)
+	case err != nil:
+		return fmt.Errorf("guest %s: copying %s: %w", g.name, path, err)
+	case !bytes.Contains(stat, []byte("Type: directory")):
+		return fmt.Errorf("guest %s: copying %s: not a directory", g.name, path)
+	}
+	if _, err := debugfs(raw, "rdump \""+path+"\" \""+dest+"\""); err != nil {
+		return fmt.Errorf("guest %s: copying %s: %w", g.name, path, err)
+	}
+	return nil
+}
+
 var fastLink = regexp.MustCompile(`Fast link dest: "([^"]*)"`)
 
 // raw converts the qcow2 overlay to a sparse raw image once, because debugfs reads only raw.

@@ -92,6 +92,15 @@ ethernets:
 	if _, err := g.ReadFile("/var/lib/ksboot/no-such-file"); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("ReadFile of a missing file: got %v, want fs.ErrNotExist", err)
 	}
+	dest := t.TempDir()
+	if err := g.CopyDir("/var/lib/ksboot", dest); err != nil {
+		t.Errorf("CopyDir: %v", err)
+	} else if got, err := os.ReadFile(filepath.Join(dest, "ksboot", "status.json")); err != nil || string(got) != status {
+		t.Errorf("CopyDir: status.json: got %q (%v), want %q", got, err, status)
+	}
+	if err := g.CopyDir("/var/lib/no-such-dir", dest); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("CopyDir of a missing directory: got %v, want fs.ErrNotExist", err)
+	}
 
 	log := g.SerialLog()
 	for _, want := range []*regexp.Regexp{
