@@ -138,7 +138,12 @@ networking: {podSubnet: {{.PodCIDR}}, serviceSubnet: {{.ServiceCIDR}}}
 etcd: {local: {extraArgs: [{name: heartbeat-interval, value: "500"}, {name: election-timeout, value: "10000"}, {name: unsafe-no-fsync, value: "true"}]}}
 controllerManager: {extraArgs: &leases [{name: leader-elect-lease-duration, value: 120s}, {name: leader-elect-renew-deadline, value: 100s}, {name: leader-elect-retry-period, value: 10s}]}
 scheduler: {extraArgs: *leases}
-apiServer: {extraArgs: [{name: etcd-healthcheck-timeout, value: 30s}]}
+# The certificate names the endpoint Flannel's manifest reaches the API by, as KubeKey's does.
+apiServer:
+{{- if .EndpointDomain}}
+  certSANs: [{{.EndpointDomain}}]
+{{- end}}
+  extraArgs: [{name: etcd-healthcheck-timeout, value: 30s}]
 ---
 apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
