@@ -652,8 +652,12 @@ func (r *run) keepArtifacts() {
 		}
 		for _, f := range []string{"/" + state.StatusFile, "/var/lib/ksboot/bootstrap.failed"} {
 			b, err := g.ReadFile(f)
-			if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
 				continue // a baseline guest has no status; a node that did not fail no marker
+			}
+			if err != nil {
+				t.Errorf("artifacts: %v", err)
+				continue
 			}
 			if err := os.WriteFile(filepath.Join(dir, filepath.Base(f)), b, 0o644); err != nil {
 				t.Errorf("artifacts: %v", err)
