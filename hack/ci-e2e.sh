@@ -16,8 +16,8 @@
 #                          there. Another host of the same size ran it in 12 to 17 minutes
 #                          (runs 26-28), but machines of one kind differ twofold and a run
 #                          that does not converge holds CI for the whole deadline; a machine
-#                          with more cores or KVM should lower this after measuring. Set KSBOOT_CI_E2E=1 to run regardless, KSBOOT_CI_E2E=0 to
-#                          never run.
+#                          with more cores or KVM should lower this after measuring. Set
+#                          KSBOOT_CI_E2E=1 to run regardless, KSBOOT_CI_E2E=0 to never run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 budget="${KSBOOT_CI_BUDGET_MIN:-60}"

@@ -534,24 +534,14 @@ func cleanSerial(b []byte) string {
 // link in the last component is followed (at most 8 times). A missing file yields an error
 // that wraps fs.ErrNotExist.
 func (g *Guest) ReadFile(path string) ([]byte, error) {
-	if !g.exited() {
-		return nil, fmt.Errorf("guest %s: reading %s: the guest is still running; call WaitPoweroff first", g.name, path)
-	}
-	raw, err := g.raw()
+	raw, err := g.stoppedDisk("reading", path)
 	if err != nil {
 		return nil, err
 	}
 	for range 8 {
-		if !filepath.IsAbs(path) || strings.ContainsAny(path, "\"\n\\") {
-			return nil, fmt.Errorf("guest %s: reading %q: want an absolute path without quotes, backslashes or newlines", g.name, path)
-		}
-		path = filepath.Clean(path)
-		stat, err := debugfs(raw, "stat \""+path+"\"")
-		if err != nil {
-			if strings.Contains(err.Error(), "File not found") {
-				return nil, fmt.Errorf("guest %s: reading %s: %w", g.name, path, fs.ErrNotExist)
-			}
-			return nil, fmt.Errorf("guest %s: reading %s: %w", g.name, path, err)
+		var stat []byte
+		if path, stat, err = g.stat(raw, "reading", path); err != nil {
+			return nil, err
 		}
 		switch {
 		case bytes.Contains(stat, []byte("Type: regular")):
@@ -588,30 +578,53 @@ func (g *Guest) ReadFile(path string) ([]byte, error) {
 // suite keeps the guests' pod logs this way: when a control-plane component restarts, its
 // previous log is on the disk, and the serial console never had it.
 func (g *Guest) CopyDir(path, dest string) error {
-	if !g.exited() {
-		return fmt.Errorf("guest %s: copying %s: the guest is still running; call WaitPoweroff first", g.name, path)
+	if strings.ContainsAny(dest, unquotable) {
+		return fmt.Errorf("guest %s: copying %s to %q: want a destination without quotes, backslashes or newlines", g.name, path, dest)
 	}
-	if !filepath.IsAbs(path) || strings.ContainsAny(path+dest, "\"\n\\") {
-		return fmt.Errorf("guest %s: copying %q to %q: want an absolute path, and no quotes, backslashes or newlines", g.name, path, dest)
-	}
-	raw, err := g.raw()
+	raw, err := g.stoppedDisk("copying", path)
 	if err != nil {
 		return err
 	}
-	path = filepath.Clean(path)
-	stat, err := debugfs(raw, "stat \""+path+"\"")
-	switch {
-	case err != nil && strings.Contains(err.Error(), "File not found"):
-		return fmt.Errorf("guest %s: copying %s: %w", g.name, path, fs.ErrNotExist)
-	case err != nil:
-		return fmt.Errorf("guest %s: copying %s: %w", g.name, path, err)
-	case !bytes.Contains(stat, []byte("Type: directory")):
+	path, stat, err := g.stat(raw, "copying", path)
+	if err != nil {
+		return err
+	}
+	if !bytes.Contains(stat, []byte("Type: directory")) {
 		return fmt.Errorf("guest %s: copying %s: not a directory", g.name, path)
 	}
 	if _, err := debugfs(raw, "rdump \""+path+"\" \""+dest+"\""); err != nil {
 		return fmt.Errorf("guest %s: copying %s: %w", g.name, path, err)
 	}
 	return nil
+}
+
+// stoppedDisk is the raw image of the guest's disk, once qemu has exited; op and path name
+// what the caller is doing in its errors.
+func (g *Guest) stoppedDisk(op, path string) (string, error) {
+	if !g.exited() {
+		return "", fmt.Errorf("guest %s: %s %s: the guest is still running; call WaitPoweroff first", g.name, op, path)
+	}
+	return g.raw()
+}
+
+// unquotable are the characters a path cannot hold inside debugfs's double quotes.
+const unquotable = "\"\n\\"
+
+// stat runs debugfs's stat on an absolute path of the image and returns the cleaned path and
+// what stat printed; a missing path yields an error that wraps fs.ErrNotExist.
+func (g *Guest) stat(raw, op, path string) (string, []byte, error) {
+	if !filepath.IsAbs(path) || strings.ContainsAny(path, unquotable) {
+		return path, nil, fmt.Errorf("guest %s: %s %q: want an absolute path without quotes, backslashes or newlines", g.name, op, path)
+	}
+	path = filepath.Clean(path)
+	stat, err := debugfs(raw, "stat \""+path+"\"")
+	if err != nil && strings.Contains(err.Error(), "File not found") {
+		return path, nil, fmt.Errorf("guest %s: %s %s: %w", g.name, op, path, fs.ErrNotExist)
+	}
+	if err != nil {
+		return path, nil, fmt.Errorf("guest %s: %s %s: %w", g.name, op, path, err)
+	}
+	return path, stat, nil
 }
 
 var fastLink = regexp.MustCompile(`Fast link dest: "([^"]*)"`)
