@@ -2,8 +2,8 @@ package cluster
 
 import (
 	"fmt"
-	"regexp"
-	"strconv"
+
+	"github.com/ksboot/ksboot/versions"
 )
 
 // compatRange is the Kubernetes minor range a KubeSphere minor release was published for.
@@ -25,18 +25,14 @@ var compatibility = []compatRange{
 	{"4.1", 21, 30},
 }
 
-var versionPattern = regexp.MustCompile(`^v(\d+)\.(\d+)\.(\d+)(-[0-9A-Za-z.-]+)?$`)
-
-// parseVersion parses "vMAJOR.MINOR.PATCH[-pre]".
+// parseVersion parses "vMAJOR.MINOR.PATCH[-pre]" (versions.Parse, in the shape the
+// validators use).
 func parseVersion(v string) (major, minor, patch int, ok bool) {
-	m := versionPattern.FindStringSubmatch(v)
-	if m == nil {
+	p, err := versions.Parse(v)
+	if err != nil {
 		return 0, 0, 0, false
 	}
-	major, _ = strconv.Atoi(m[1])
-	minor, _ = strconv.Atoi(m[2])
-	patch, _ = strconv.Atoi(m[3])
-	return major, minor, patch, true
+	return p.Major, p.Minor, p.Patch, true
 }
 
 // CheckCompatibility says whether a KubeSphere/Kubernetes pair is in the published table. The
@@ -59,4 +55,35 @@ func CheckCompatibility(kubesphere, kubernetes string) (ok bool, message string)
 			key, r.minK8s, r.maxK8s, kubernetes)
 	}
 	return false, fmt.Sprintf("KubeSphere %s is not in ksboot's compatibility table; it may still work", kubesphere)
+}
+
+// KubernetesFor picks the Kubernetes release for a KubeSphere release, as KubeKey picks its
+// default: the default patch (versions.Minor.Default) of the newest minor that is both in
+// KubeSphere's published range and in ksboot's version matrix (KubeSphere v3.4 → v1.26.5,
+// v4.1 → v1.30.14). A KubeSphere release outside the table is an error naming the table.
+func KubernetesFor(kubesphere string) (string, error) {
+	ksMaj, ksMin, _, ok := parseVersion(kubesphere)
+	if !ok {
+		return "", fmt.Errorf("KubeSphere version %q is not a version like v4.1.3", kubesphere)
+	}
+	key := fmt.Sprintf("%d.%d", ksMaj, ksMin)
+	var known []string
+	for _, r := range compatibility {
+		known = append(known, "v"+r.kubesphere)
+		if r.kubesphere != key {
+			continue
+		}
+		var pick string
+		for _, m := range versions.Minors() {
+			if m.Minor >= r.minK8s && m.Minor <= r.maxK8s {
+				pick = m.Default
+			}
+		}
+		if pick == "" {
+			return "", fmt.Errorf("KubeSphere %s supports Kubernetes v1.%d to v1.%d, and none of them is in ksboot's version matrix (%s); name a version with --with-kubernetes",
+				key, r.minK8s, r.maxK8s, versions.Range())
+		}
+		return pick, nil
+	}
+	return "", fmt.Errorf("KubeSphere %s is not in ksboot's compatibility table (%v); name a Kubernetes version with --with-kubernetes", key, known)
 }

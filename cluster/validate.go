@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/ksboot/ksboot/versions"
 )
 
 // PreflightChecks names the node checks of the agent's preflight phase, in the order they run.
@@ -233,10 +235,10 @@ func (v *validator) endpoint(c *Cluster) {
 
 func (v *validator) kubernetes(c *Cluster) {
 	k := c.Spec.Kubernetes
-	if maj, minor, _, ok := parseVersion(k.Version); !ok {
-		v.errorf("spec.kubernetes.version", "%q is not a version like v1.37.2", k.Version)
-	} else if maj != 1 || minor < 24 {
-		v.errorf("spec.kubernetes.version", "%s is not supported: ksboot needs Kubernetes v1.24 or newer (containerd, no dockershim)", k.Version)
+	// The version matrix (package versions) decides what a node of each minor gets; a
+	// version outside it has no runtime, kubeadm API or CNI release to give it.
+	if _, err := versions.Lookup(k.Version); err != nil {
+		v.errorf("spec.kubernetes.version", "%v", err)
 	}
 	if !dns1123Subdomain.MatchString(k.ClusterName) {
 		v.errorf("spec.kubernetes.clusterName", "%q is not a valid DNS domain", k.ClusterName)

@@ -13,6 +13,7 @@ import (
 	"github.com/ksboot/ksboot/bootstrap/install/runtime"
 	"github.com/ksboot/ksboot/bootstrap/kubeadm"
 	"github.com/ksboot/ksboot/bootstrap/workflow"
+	"github.com/ksboot/ksboot/versions"
 )
 
 // RuntimeParams derives the runtime configuration from the node config: the sandbox image is
@@ -21,8 +22,9 @@ import (
 func RuntimeParams(o Options) runtime.Params {
 	repo := kubeadm.ParamsFromNode(o.Config, "", "", "").ImageRepository
 	return runtime.Params{
-		SandboxImage: PauseImage(o.kubernetesVersion(), repo),
-		Registry:     o.Config.Cluster.Spec.Registry,
+		SandboxImage:      PauseImage(o.kubernetesVersion(), repo),
+		Registry:          o.Config.Cluster.Spec.Registry,
+		ContainerdVersion: versions.MustLookup(o.kubernetesVersion()).Containerd,
 	}
 }
 

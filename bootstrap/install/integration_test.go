@@ -18,6 +18,7 @@ import (
 	"github.com/ksboot/ksboot/bootstrap/install/artifacts"
 	"github.com/ksboot/ksboot/bootstrap/install/artifacts/artifactstest"
 	"github.com/ksboot/ksboot/cluster"
+	"github.com/ksboot/ksboot/versions"
 )
 
 // The integration tests use real components built from their Go modules (docs
@@ -113,15 +114,19 @@ func TestInstallRealBinaries(t *testing.T) {
 		t.Skip("go is not on PATH")
 	}
 	kube := kubeBinaries(t)
-	ctrd := "containerd/" + artifacts.DefaultContainerdVersion + "/bin"
+	m := versions.MustLookup(k8sVersion)
+	if !strings.HasPrefix(m.Containerd, "v2.") {
+		t.Fatalf("this test builds containerd 2.x; the matrix names %s for %s", m.Containerd, k8sVersion)
+	}
+	ctrd := "containerd/" + m.Containerd + "/bin"
 	bins := map[string]string{
-		"containerd":              goInstall(t, ctrd, "containerd", "github.com/containerd/containerd/v2/cmd/containerd@"+artifacts.DefaultContainerdVersion, false, ""),
-		"containerd-shim-runc-v2": goInstall(t, ctrd, "containerd-shim-runc-v2", "github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2@"+artifacts.DefaultContainerdVersion, false, ""),
-		"ctr":                     goInstall(t, ctrd, "ctr", "github.com/containerd/containerd/v2/cmd/ctr@"+artifacts.DefaultContainerdVersion, false, ""),
-		"runc":                    goInstall(t, "runc/"+artifacts.DefaultRuncVersion+"/bin", "runc", "github.com/opencontainers/runc@"+artifacts.DefaultRuncVersion, true, ""),
+		"containerd":              goInstall(t, ctrd, "containerd", "github.com/containerd/containerd/v2/cmd/containerd@"+m.Containerd, false, ""),
+		"containerd-shim-runc-v2": goInstall(t, ctrd, "containerd-shim-runc-v2", "github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2@"+m.Containerd, false, ""),
+		"ctr":                     goInstall(t, ctrd, "ctr", "github.com/containerd/containerd/v2/cmd/ctr@"+m.Containerd, false, ""),
+		"runc":                    goInstall(t, "runc/"+m.Runc+"/bin", "runc", "github.com/opencontainers/runc@"+m.Runc, true, ""),
 		// crictl reports "unknown" unless its release version is linked in, as its Makefile does.
-		"crictl": goInstall(t, "cri-tools/"+artifacts.DefaultCrictlVersion+"/bin", "crictl", "sigs.k8s.io/cri-tools/cmd/crictl@"+artifacts.DefaultCrictlVersion, false,
-			"-X sigs.k8s.io/cri-tools/pkg/version.Version="+artifacts.DefaultCrictlVersion),
+		"crictl": goInstall(t, "cri-tools/"+m.Crictl+"/bin", "crictl", "sigs.k8s.io/cri-tools/cmd/crictl@"+m.Crictl, false,
+			"-X sigs.k8s.io/cri-tools/pkg/version.Version="+m.Crictl),
 	}
 	read := func(p string) []byte {
 		data, err := os.ReadFile(p)

@@ -10,9 +10,9 @@ import (
 	"time"
 
 	"github.com/ksboot/ksboot/bootstrap/host"
-	"github.com/ksboot/ksboot/bootstrap/install/artifacts"
 	"github.com/ksboot/ksboot/bootstrap/install/runtime"
 	"github.com/ksboot/ksboot/bootstrap/workflow"
+	"github.com/ksboot/ksboot/versions"
 )
 
 // check is one installed binary and how to ask its version.
@@ -69,14 +69,15 @@ func Verify(ctx context.Context, o Options) error {
 		return err
 	}
 	k8s := o.kubernetesVersion()
+	m := versions.MustLookup(k8s)
 	bin := func(name string, args ...string) host.Cmd { return host.Cmd{Name: path.Join(BinDir, name), Args: args} }
 	checks := []check{
 		{"kubeadm", k8s, bin("kubeadm", "version", "-o", "short"), firstVersion},
 		{"kubelet", k8s, bin("kubelet", "--version"), firstVersion},
 		{"kubectl", k8s, bin("kubectl", "version", "--client", "-o", "json"), kubectlVersion},
-		{"containerd", artifacts.DefaultContainerdVersion, bin("containerd", "--version"), firstVersion},
-		{"runc", artifacts.DefaultRuncVersion, host.Cmd{Name: path.Join(SbinDir, "runc"), Args: []string{"--version"}}, firstVersion},
-		{"crictl", artifacts.DefaultCrictlVersion, bin("crictl", "--version"), firstVersion},
+		{"containerd", m.Containerd, bin("containerd", "--version"), firstVersion},
+		{"runc", m.Runc, host.Cmd{Name: path.Join(SbinDir, "runc"), Args: []string{"--version"}}, firstVersion},
+		{"crictl", m.Crictl, bin("crictl", "--version"), firstVersion},
 	}
 	var problems, found []string
 	for _, c := range checks {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/ksboot/ksboot/bootstrap/host"
 	"github.com/ksboot/ksboot/cluster"
+	"github.com/ksboot/ksboot/versions"
 )
 
 // Requirements, as KubeKey documents them for KubeSphere nodes.
@@ -294,20 +295,13 @@ func checkCgroup(_ context.Context, o Options) (bool, string) {
 	if o.Root.Exists("/sys/fs/cgroup/cgroup.controllers") {
 		return true, "cgroup v2"
 	}
-	if _, minor, ok := minorOf(o.KubernetesVersion); ok && minor >= 35 {
+	switch versions.MustLookup(o.KubernetesVersion).CgroupV1 {
+	case versions.CgroupV1Refused:
 		return false, fmt.Sprintf("cgroup v1: kubelet %s refuses to run on it; boot with systemd.unified_cgroup_hierarchy=1", o.KubernetesVersion)
+	case versions.CgroupV1Maintenance:
+		return true, fmt.Sprintf("cgroup v1 (kubelet %s keeps it in maintenance mode; plan a move to v2)", o.KubernetesVersion)
 	}
-	return true, "cgroup v1 (deprecated; plan a move to v2)"
-}
-
-func minorOf(v string) (int, int, bool) {
-	m := regexp.MustCompile(`^v(\d+)\.(\d+)\.`).FindStringSubmatch(v)
-	if m == nil {
-		return 0, 0, false
-	}
-	maj, _ := strconv.Atoi(m[1])
-	minor, _ := strconv.Atoi(m[2])
-	return maj, minor, true
+	return true, "cgroup v1"
 }
 
 // foreignRuntime lists binaries of a runtime or kubelet installed by something other than ksboot

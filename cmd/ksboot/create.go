@@ -8,6 +8,7 @@ import (
 
 	"github.com/ksboot/ksboot/bootstrap/state"
 	"github.com/ksboot/ksboot/cluster"
+	"github.com/ksboot/ksboot/versions"
 )
 
 type createConfigOptions struct {
@@ -37,7 +38,7 @@ ClusterConfiguration carry over; SSH users, passwords and keys are dropped (node
 	f := cfg.Flags()
 	f.StringVarP(&o.file, "filename", "f", "config-sample.yaml", "cluster file to write")
 	f.StringVar(&o.name, "name", "sample", "cluster name")
-	f.StringVar(&o.kubernetesVersion, "with-kubernetes", cluster.DefaultKubernetesVersion, "Kubernetes version")
+	f.StringVar(&o.kubernetesVersion, "with-kubernetes", "", "Kubernetes version (default: the newest that --with-kubesphere supports, else "+cluster.DefaultKubernetesVersion+"; supported: "+versions.Range()+")")
 	f.StringVar(&o.kubesphereVersion, "with-kubesphere", "", "enable KubeSphere at this version (e.g. v3.4.1, v4.1.3)")
 	f.StringVar(&o.fromKubeKey, "from-kubekey", "", "import this KubeKey cluster file")
 	f.BoolVar(&o.force, "force", false, "overwrite an existing file")
@@ -64,7 +65,18 @@ func runCreateConfig(s *streams, o *createConfigOptions) error {
 			fmt.Fprintf(s.err, "warning: %s: %s\n", o.fromKubeKey, n)
 		}
 	} else {
-		c = cluster.Sample(cluster.SampleOptions{Name: o.name, KubernetesVersion: o.kubernetesVersion, KubeSphereVersion: o.kubesphereVersion})
+		k8s := o.kubernetesVersion
+		if k8s == "" && o.kubesphereVersion != "" {
+			// As KubeKey does: without an explicit Kubernetes version, take the newest that
+			// the chosen KubeSphere release supports.
+			v, err := cluster.KubernetesFor(o.kubesphereVersion)
+			if err != nil {
+				return err
+			}
+			k8s = v
+			fmt.Fprintf(s.err, "Kubernetes %s: the newest release ksboot installs for KubeSphere %s\n", k8s, o.kubesphereVersion)
+		}
+		c = cluster.Sample(cluster.SampleOptions{Name: o.name, KubernetesVersion: k8s, KubeSphereVersion: o.kubesphereVersion})
 	}
 	data, err := cluster.MarshalCommented(c)
 	if err != nil {

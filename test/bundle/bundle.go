@@ -23,6 +23,7 @@ import (
 	"github.com/ksboot/ksboot/image"
 	"github.com/ksboot/ksboot/test/ksbootbin"
 	"github.com/ksboot/ksboot/test/vm"
+	"github.com/ksboot/ksboot/versions"
 )
 
 // GuestOS is the bundle's package directory for the test guests (Debian 12), as the install
@@ -181,7 +182,7 @@ func mapKeys(m map[string]string) func(func(string) bool) {
 }
 
 // run runs a hack/ build script (cached builds from the Go modules) with the versions the
-// product defaults to, and returns what it printed: one "NAME PATH" line per result. Every name
+// version matrix names for the Kubernetes release, and returns what it printed: one "NAME PATH" line per result. Every name
 // in want must be there.
 func run(t testing.TB, script, k8sVersion string, want ...string) map[string]string {
 	t.Helper()
@@ -190,9 +191,11 @@ func run(t testing.TB, script, k8sVersion string, want ...string) map[string]str
 	path := filepath.Join(ksbootbin.RepoRoot(t), "hack", script)
 	cmd := exec.CommandContext(ctx, path)
 	cmd.Dir = ksbootbin.RepoRoot(t)
+	m := versions.MustLookup(k8sVersion)
 	cmd.Env = append(os.Environ(), "K8S_VERSION="+k8sVersion,
-		"CONTAINERD_VERSION="+artifacts.DefaultContainerdVersion, "RUNC_VERSION="+artifacts.DefaultRuncVersion,
-		"CRICTL_VERSION="+artifacts.DefaultCrictlVersion, "CNI_PLUGINS_VERSION="+artifacts.DefaultCNIPluginsVersion)
+		"CONTAINERD_VERSION="+m.Containerd, "RUNC_VERSION="+m.Runc,
+		"CRICTL_VERSION="+m.Crictl, "CNI_PLUGINS_VERSION="+m.CNIPlugins,
+		"FLANNEL_VERSION="+m.Flannel)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	start := time.Now()

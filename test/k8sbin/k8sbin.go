@@ -42,6 +42,13 @@ func KubeAPIServer(t testing.TB) string { t.Helper(); return Binary(t, "kube-api
 // Etcd returns the path of etcd EtcdVersion, building it if needed.
 func Etcd(t testing.TB) string { t.Helper(); return Binary(t, "etcd") }
 
+// KubeadmAt returns the path of kubeadm of another Kubernetes release (the releases of the
+// version matrix that the tests judge), building it if needed.
+func KubeadmAt(t testing.TB, version string) string {
+	t.Helper()
+	return BinaryAt(t, version, "kubeadm")
+}
+
 // Kubectl returns the path of kubectl Version, building it if needed.
 func Kubectl(t testing.TB) string { t.Helper(); return Binary(t, "kubectl") }
 
@@ -52,15 +59,19 @@ var known = []string{
 }
 
 // Dir returns the directory the binaries are cached in (or KSBOOT_K8SBIN_DIR).
-func Dir() (string, error) {
-	if d := os.Getenv(DirEnv); d != "" {
+func Dir() (string, error) { return DirAt(Version) }
+
+// DirAt returns the directory the binaries of a Kubernetes release are cached in;
+// KSBOOT_K8SBIN_DIR replaces it for Version only.
+func DirAt(version string) (string, error) {
+	if d := os.Getenv(DirEnv); d != "" && version == Version {
 		return d, nil
 	}
 	cache, err := os.UserCacheDir() // $XDG_CACHE_HOME or $HOME/.cache, as the script computes
 	if err != nil {
 		return "", fmt.Errorf("locating the cache directory: %w", err)
 	}
-	return filepath.Join(cache, "ksboot", "k8s", Version, "bin"), nil
+	return filepath.Join(cache, "ksboot", "k8s", version, "bin"), nil
 }
 
 // locks serialises builds within one test binary; the script's flock does so across binaries.
@@ -71,10 +82,16 @@ var locks sync.Map // name → *sync.Mutex
 // cannot be built; see the package documentation.
 func Binary(t testing.TB, name string) string {
 	t.Helper()
+	return BinaryAt(t, Version, name)
+}
+
+// BinaryAt is Binary for a Kubernetes release other than Version.
+func BinaryAt(t testing.TB, version, name string) string {
+	t.Helper()
 	if !slices.Contains(known, name) {
 		t.Fatalf("k8sbin: unknown component %q; known: %s", name, strings.Join(known, " "))
 	}
-	dir, err := Dir()
+	dir, err := DirAt(version)
 	if err != nil {
 		skip(t, "k8sbin: %v", err)
 	}
@@ -82,11 +99,11 @@ func Binary(t testing.TB, name string) string {
 	if executable(path) {
 		return path
 	}
-	if os.Getenv(DirEnv) != "" {
+	if os.Getenv(DirEnv) != "" && version == Version {
 		skip(t, "k8sbin: %s is not in %s=%s (binaries from there are never built)", name, DirEnv, dir)
 	}
 
-	mu, _ := locks.LoadOrStore(name, &sync.Mutex{})
+	mu, _ := locks.LoadOrStore(version+"/"+name, &sync.Mutex{})
 	mu.(*sync.Mutex).Lock()
 	defer mu.(*sync.Mutex).Unlock()
 	if executable(path) { // built by another test of this binary meanwhile
@@ -94,7 +111,7 @@ func Binary(t testing.TB, name string) string {
 	}
 	if testing.Short() {
 		skip(t, "k8sbin: %s %s is not built and -short forbids building it (minutes on a cold cache); "+
-			"run hack/build-k8s.sh %s %s once, or test without -short", name, Version, Version, name)
+			"run hack/build-k8s.sh %s %s once, or test without -short", name, version, version, name)
 	}
 	for _, tool := range []string{"go", "bash", "flock"} {
 		if _, err := exec.LookPath(tool); err != nil {
@@ -111,7 +128,7 @@ func Binary(t testing.TB, name string) string {
 		if d, ok := dl.Deadline(); ok {
 			left := time.Until(d) - deadlineMargin
 			if left <= 0 {
-				skip(t, "k8sbin: %s is not built and the test deadline leaves no time to build it; run hack/build-k8s.sh %s %s first", name, Version, name)
+				skip(t, "k8sbin: %s is not built and the test deadline leaves no time to build it; run hack/build-k8s.sh %s %s first", name, version, name)
 			}
 			var cancel context.CancelFunc
 			ctx, cancel = context.WithTimeout(ctx, left)
@@ -119,12 +136,12 @@ func Binary(t testing.TB, name string) string {
 		}
 	}
 	start := time.Now()
-	t.Logf("k8sbin: building %s %s with %s (minutes on a cold build cache; cached in %s)", name, Version, script, dir)
-	out, err := runScript(ctx, root, name)
+	t.Logf("k8sbin: building %s %s with %s (minutes on a cold build cache; cached in %s)", name, version, script, dir)
+	out, err := runScript(ctx, root, version, name)
 	if err != nil {
 		if ctx.Err() != nil {
 			skip(t, "k8sbin: building %s did not finish before the test deadline (%s spent); run hack/build-k8s.sh %s %s first, or raise -timeout\n%s",
-				name, time.Since(start).Round(time.Second), Version, name, tail(out, 20))
+				name, time.Since(start).Round(time.Second), version, name, tail(out, 20))
 		}
 		skip(t, "k8sbin: building %s failed (%v); is the Go module proxy reachable? output:\n%s", name, err, tail(out, 30))
 	}
@@ -138,8 +155,8 @@ func Binary(t testing.TB, name string) string {
 // runScript runs the build script in its own process group and stops the whole group with
 // SIGTERM when ctx ends, so go build children do not outlive the test and the script's exit
 // trap removes its temporary files.
-func runScript(ctx context.Context, root, name string) ([]byte, error) {
-	cmd := exec.CommandContext(ctx, "bash", filepath.Join(root, script), Version, name)
+func runScript(ctx context.Context, root, version, name string) ([]byte, error) {
+	cmd := exec.CommandContext(ctx, "bash", filepath.Join(root, script), version, name)
 	cmd.Dir = root
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out

@@ -9,6 +9,8 @@ import (
 	"io"
 	"os"
 	"strings"
+
+	"github.com/ksboot/ksboot/versions"
 )
 
 // Kind says what an artifact is and therefore how it is installed.
@@ -41,16 +43,6 @@ const (
 	CNIPlugins = "cni-plugins"
 )
 
-// Pinned versions of the components that do not follow the Kubernetes version. They are the
-// versions the project builds and proves end to end (docs COMPONENTS.md): kubelet ≥ 1.36 needs
-// containerd 2.x, and crictl follows the Kubernetes minor it is tested against.
-const (
-	DefaultContainerdVersion = "v2.4.2"
-	DefaultRuncVersion       = "v1.5.2"
-	DefaultCrictlVersion     = "v1.37.0"
-	DefaultCNIPluginsVersion = "v1.10.0"
-)
-
 // Artifact names one file a node needs.
 type Artifact struct {
 	Name    string
@@ -64,16 +56,18 @@ func (a Artifact) String() string {
 }
 
 // Components lists the artifacts of a node in install order: the Kubernetes binaries of the
-// given version, then the runtime at the pinned versions. `ksboot bundle` packs the same list.
+// given version, then containerd, runc, crictl and the CNI plugins at the versions the version
+// matrix names for that Kubernetes minor. `ksboot bundle` packs the same list.
 func Components(kubernetesVersion, arch string) []Artifact {
+	m := versions.MustLookup(kubernetesVersion)
 	return []Artifact{
 		{Name: Kubeadm, Version: kubernetesVersion, Arch: arch, Kind: KindBinary},
 		{Name: Kubelet, Version: kubernetesVersion, Arch: arch, Kind: KindBinary},
 		{Name: Kubectl, Version: kubernetesVersion, Arch: arch, Kind: KindBinary},
-		{Name: Containerd, Version: DefaultContainerdVersion, Arch: arch, Kind: KindTarball},
-		{Name: Runc, Version: DefaultRuncVersion, Arch: arch, Kind: KindBinary},
-		{Name: Crictl, Version: DefaultCrictlVersion, Arch: arch, Kind: KindTarball},
-		{Name: CNIPlugins, Version: DefaultCNIPluginsVersion, Arch: arch, Kind: KindTarball},
+		{Name: Containerd, Version: m.Containerd, Arch: arch, Kind: KindTarball},
+		{Name: Runc, Version: m.Runc, Arch: arch, Kind: KindBinary},
+		{Name: Crictl, Version: m.Crictl, Arch: arch, Kind: KindTarball},
+		{Name: CNIPlugins, Version: m.CNIPlugins, Arch: arch, Kind: KindTarball},
 	}
 }
 

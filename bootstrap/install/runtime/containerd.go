@@ -42,6 +42,10 @@ type Params struct {
 	SandboxImage string
 	// Registry is the cluster's spec.registry.
 	Registry cluster.Registry
+	// ContainerdVersion is the containerd release the node runs (the version matrix's for
+	// the cluster's Kubernetes minor). It picks the configuration format: version 2 for
+	// containerd 1.x, version 3 for 2.x. Empty means 2.x.
+	ContainerdVersion string
 }
 
 // File is one file to write.
@@ -78,8 +82,8 @@ func Files(p Params) ([]File, error) {
 	return files, nil
 }
 
-// ContainerdConfig renders /etc/containerd/config.toml in containerd 2.x's config version 3,
-// setting only what ksboot decides and leaving containerd's defaults for the rest:
+// ContainerdConfig renders /etc/containerd/config.toml for the node's containerd, setting only
+// what ksboot decides and leaving containerd's defaults for the rest:
 //
 //   - the runc runtime uses the systemd cgroup driver (SystemdCgroup = true), matching the
 //     kubelet's cgroupDriver: systemd that kubeadm sets by default;
@@ -87,28 +91,42 @@ func Files(p Params) ([]File, error) {
 //   - registry hosts come from config_path (certs.d/<host>/hosts.toml), containerd's
 //     supported mechanism since the mirrors/configs tables were deprecated;
 //   - registry credentials go in registry.configs.<host>.auth, deprecated but still the only
-//     way in containerd 2.x to give the CRI plugin credentials for pulls the kubelet makes
+//     way in containerd to give the CRI plugin credentials for pulls the kubelet makes
 //     without an imagePullSecret (containerd's docs/cri/registry.md). With credentials the
 //     file is 0600, since it then holds passwords.
 //
-// Version 3 works on every containerd 2.x; 2.3 and later migrate it in memory at startup.
+// containerd 2.x reads config version 3, where the CRI plugin is split into
+// io.containerd.cri.v1.images and io.containerd.cri.v1.runtime (2.3 and later migrate it in
+// memory at startup). containerd 1.6 and 1.7, which the version matrix gives Kubernetes below
+// v1.30, do not read version 3: they get version 2, with everything under the single
+// io.containerd.grpc.v1.cri plugin and the sandbox image as its sandbox_image.
 func ContainerdConfig(p Params) ([]byte, fs.FileMode) {
-	const (
-		images  = "io.containerd.cri.v1.images"
-		runtime = "io.containerd.cri.v1.runtime"
-	)
+	// Where each setting lives in the two formats.
+	type layout struct {
+		version         int
+		images, runtime string
+		sandboxTable    []string
+		sandboxKey      string
+	}
+	l := layout{version: 3, images: "io.containerd.cri.v1.images", runtime: "io.containerd.cri.v1.runtime",
+		sandboxTable: []string{"plugins", "io.containerd.cri.v1.images", "pinned_images"}, sandboxKey: "sandbox"}
+	if containerd1(p.ContainerdVersion) {
+		const cri = "io.containerd.grpc.v1.cri"
+		l = layout{version: 2, images: cri, runtime: cri,
+			sandboxTable: []string{"plugins", cri}, sandboxKey: "sandbox_image"}
+	}
 	var w tomlWriter
 	w.comment(
 		"Written by ksboot; changes here are overwritten when the node is reinstalled.",
 		"Put additions in "+ContainerdDropInDir+"/*.toml, which this file imports.",
 	)
-	w.kv(false, "version", 3)
+	w.kv(false, "version", l.version)
 	w.kv(false, "imports", []string{ContainerdDropInDir + "/*.toml"})
 
-	w.table("plugins", images, "pinned_images")
-	w.kv(true, "sandbox", p.SandboxImage)
+	w.table(l.sandboxTable...)
+	w.kv(true, l.sandboxKey, p.SandboxImage)
 
-	w.table("plugins", images, "registry")
+	w.table("plugins", l.images, "registry")
 	w.kv(true, "config_path", CertsDir)
 
 	mode := fs.FileMode(0o644)
@@ -117,17 +135,23 @@ func ContainerdConfig(p Params) ([]byte, fs.FileMode) {
 		if a.Username == "" && a.Password == "" {
 			continue
 		}
-		w.table("plugins", images, "registry", "configs", authHost(host), "auth")
+		w.table("plugins", l.images, "registry", "configs", authHost(host), "auth")
 		w.kv(true, "username", a.Username)
 		w.kv(true, "password", a.Password)
 		mode = 0o600
 	}
 
-	w.table("plugins", runtime, "containerd", "runtimes", "runc")
+	w.table("plugins", l.runtime, "containerd", "runtimes", "runc")
 	w.kv(true, "runtime_type", "io.containerd.runc.v2")
-	w.table("plugins", runtime, "containerd", "runtimes", "runc", "options")
+	w.table("plugins", l.runtime, "containerd", "runtimes", "runc", "options")
 	w.kv(true, "SystemdCgroup", true)
 	return []byte(w.String()), mode
+}
+
+// containerd1 reports whether a containerd release is 1.x ("v1.7.35"); empty or unreadable
+// means the current 2.x.
+func containerd1(version string) bool {
+	return strings.HasPrefix(strings.TrimPrefix(version, "v"), "1.")
 }
 
 // hostsFile is one certs.d/<namespace>/hosts.toml.

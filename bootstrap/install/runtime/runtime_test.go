@@ -26,6 +26,11 @@ var cases = []struct {
 			"empty.example.com":       {},
 		},
 	}}},
+	// containerd 1.7 (Kubernetes below v1.30) reads config version 2.
+	{"containerd-1.7", Params{SandboxImage: "registry.k8s.io/pause:3.9", ContainerdVersion: "v1.7.35", Registry: cluster.Registry{
+		PrivateRegistry: "reg.example.com",
+		Auths:           map[string]cluster.Auth{"reg.example.com": {Username: "admin", Password: "secret"}},
+	}}},
 	{"http-private-registry", Params{SandboxImage: "dockerhub.kubekey.local/kubesphereio/pause:3.9", Registry: cluster.Registry{
 		PrivateRegistry: "http://dockerhub.kubekey.local", NamespaceOverride: "kubesphereio",
 	}}},
@@ -62,7 +67,7 @@ func TestFileModes(t *testing.T) {
 		}
 		for _, f := range files {
 			want := os.FileMode(0o644)
-			if f.Path == ContainerdConfigPath && c.name == "registries" {
+			if f.Path == ContainerdConfigPath && (c.name == "registries" || c.name == "containerd-1.7") {
 				want = 0o600 // holds registry passwords
 			}
 			if f.Mode != want {
