@@ -10,11 +10,14 @@ import (
 	"strings"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/ksboot/ksboot/versions"
 )
 
-// API groups and versions of the rendered documents.
+// API groups and versions of the rendered documents. The kubeadm API depends on the
+// Kubernetes version (versions.Minor.KubeadmAPI): v1beta3 below v1.31 (render_v1beta3.go),
+// v1beta4 from v1.31 (this file).
 const (
-	KubeadmAPIVersion   = "kubeadm.k8s.io/v1beta4"
 	KubeletAPIVersion   = "kubelet.config.k8s.io/v1beta1"
 	KubeProxyAPIVersion = "kubeproxy.config.k8s.io/v1alpha1"
 )
@@ -184,11 +187,12 @@ type joinControlPlane struct {
 // The token format and the groups kubeadm gives the tokens it creates itself, so the cluster's
 // RBAC (kubeadm:kubelet-bootstrap, node auto-approval) applies to ksboot's token unchanged.
 var (
-	tokenPattern   = regexp.MustCompile(`^[a-z0-9]{6}\.[a-z0-9]{16}$`)
-	caHashPattern  = regexp.MustCompile(`^sha256:[0-9a-f]{64}$`)
-	tokenGroups    = []string{"system:bootstrappers:kubeadm:default-node-token"}
-	tokenUsages    = []string{"signing", "authentication"}
-	certKeyPattern = regexp.MustCompile(`^[0-9a-f]{64}$`)
+	tokenDescription = "ksboot: joins nodes booted from ksboot seeds"
+	tokenPattern     = regexp.MustCompile(`^[a-z0-9]{6}\.[a-z0-9]{16}$`)
+	caHashPattern    = regexp.MustCompile(`^sha256:[0-9a-f]{64}$`)
+	tokenGroups      = []string{"system:bootstrappers:kubeadm:default-node-token"}
+	tokenUsages      = []string{"signing", "authentication"}
+	certKeyPattern   = regexp.MustCompile(`^[0-9a-f]{64}$`)
 )
 
 // Render returns the kubeadm configuration file of the node as multi-document YAML: for
@@ -201,8 +205,12 @@ func Render(p Params) ([]byte, error) {
 		return nil, err
 	}
 	var docs []any
-	switch p.Role {
-	case RoleInit:
+	switch api := p.KubeadmAPI(); {
+	case api == versions.KubeadmV1Beta3 && p.Role == RoleInit:
+		docs = initDocumentsV1Beta3(p)
+	case api == versions.KubeadmV1Beta3:
+		docs = []any{joinDocumentV1Beta3(p)}
+	case p.Role == RoleInit:
 		docs = initDocuments(p)
 	default:
 		docs = []any{joinDocument(p)}
@@ -223,10 +231,10 @@ func Render(p Params) ([]byte, error) {
 
 func initDocuments(p Params) []any {
 	ic := initConfiguration{
-		typeMeta: typeMeta{KubeadmAPIVersion, "InitConfiguration"},
+		typeMeta: typeMeta{versions.KubeadmV1Beta4, "InitConfiguration"},
 		BootstrapTokens: []bootstrapToken{{
 			Token:       p.Token,
-			Description: "ksboot: joins nodes booted from ksboot seeds",
+			Description: tokenDescription,
 			TTL:         p.TokenTTL.String(),
 			Usages:      tokenUsages,
 			Groups:      tokenGroups,
@@ -238,7 +246,7 @@ func initDocuments(p Params) []any {
 		Timeouts:         kubeadmTimeouts,
 	}
 	cc := clusterConfiguration{
-		typeMeta: typeMeta{KubeadmAPIVersion, "ClusterConfiguration"},
+		typeMeta: typeMeta{versions.KubeadmV1Beta4, "ClusterConfiguration"},
 		Networking: networking{
 			ServiceSubnet: p.ServiceSubnet,
 			PodSubnet:     p.PodSubnet,
@@ -257,21 +265,34 @@ func initDocuments(p Params) []any {
 	if len(p.EtcdArgs) > 0 {
 		cc.Etcd.Local = &localEtcd{ExtraArgs: p.EtcdArgs}
 	}
-	kc := kubeletConfiguration{
+	return []any{ic, cc, kubeletDocument(), kubeProxyDocument(p)}
+}
+
+// kubeletDocument is the cluster-wide KubeletConfiguration, the same for both kubeadm APIs.
+func kubeletDocument() kubeletConfiguration {
+	return kubeletConfiguration{
 		typeMeta: typeMeta{KubeletAPIVersion, "KubeletConfiguration"},
 		// containerd from ksboot uses the systemd cgroup driver; both must agree.
 		CgroupDriver: "systemd",
 	}
-	pc := kubeProxyConfiguration{
+}
+
+func kubeProxyDocument(p Params) kubeProxyConfiguration {
+	return kubeProxyConfiguration{
 		typeMeta: typeMeta{KubeProxyAPIVersion, "KubeProxyConfiguration"},
 		Mode:     p.ProxyMode,
 	}
-	return []any{ic, cc, kc, pc}
+}
+
+// KubeadmAPI is the kubeadm configuration API rendered for the parameters' Kubernetes version
+// (the version matrix's); the newest API for a version outside it, which Validate refuses.
+func (p Params) KubeadmAPI() string {
+	return versions.MustLookup(p.KubernetesVersion).KubeadmAPI
 }
 
 func joinDocument(p Params) joinConfiguration {
 	jc := joinConfiguration{
-		typeMeta:         typeMeta{KubeadmAPIVersion, "JoinConfiguration"},
+		typeMeta:         typeMeta{versions.KubeadmV1Beta4, "JoinConfiguration"},
 		NodeRegistration: p.nodeRegistration(),
 		Discovery: discovery{BootstrapToken: bootstrapTokenDiscovery{
 			Token:             p.Token,
@@ -351,10 +372,13 @@ func (p Params) Validate() error {
 	if p.Role != RoleWorker && (p.BindPort < 1 || p.BindPort > 65535) {
 		bad("BindPort", "%d is not a TCP port", p.BindPort)
 	}
+	if m, err := versions.Lookup(p.KubernetesVersion); err != nil {
+		bad("KubernetesVersion", "%v", err)
+	} else if m.KubeadmAPI == versions.KubeadmV1Beta3 {
+		_, dups := p.argMaps()
+		errs = append(errs, dups...)
+	}
 	if p.Role == RoleInit {
-		if p.KubernetesVersion == "" {
-			bad("KubernetesVersion", "required")
-		}
 		checkEndpoint(bad, "ControlPlaneEndpoint", p.ControlPlaneEndpoint)
 		for _, f := range []struct{ name, value string }{{"PodSubnet", p.PodSubnet}, {"ServiceSubnet", p.ServiceSubnet}} {
 			if _, err := netip.ParsePrefix(f.value); err != nil {
