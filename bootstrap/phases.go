@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -95,6 +97,9 @@ func runInstall(ctx context.Context, n *Node) error {
 }
 
 func runDiscover(ctx context.Context, n *Node) error {
+	if n.DryRun {
+		return dryRunDiscover(ctx, n)
+	}
 	res, err := endpoint.Resolve(ctx, endpoint.Options{Config: n.Config, Logger: n.Logger, Timeout: n.DiscoverTimeout,
 		Interface:    mdnsInterface(n.Config, n.Name),
 		JoinedPhases: JoinedOrLater, DryRun: n.DryRun, Progress: discoverProgress(n)})
@@ -109,6 +114,44 @@ func runDiscover(ctx context.Context, n *Node) error {
 	}
 	fmt.Fprintln(n.Console, "ksboot: no running control plane of this cluster: this node initialises it")
 	return osconfig.Hosts(n.Root, osconfig.HostsEntries(n.Config, n.AdvertiseAddress()))
+}
+
+// dryRunDiscover says how the node would find its control plane without browsing mDNS or
+// probing an endpoint, and goes on with what a first boot normally finds: on the init node no
+// running cluster (so it initialises one), elsewhere the configured endpoint. Nothing it prints
+// claims a certificate was verified, because nothing was contacted.
+func dryRunDiscover(ctx context.Context, n *Node) error {
+	res, err := endpoint.Resolve(ctx, endpoint.Options{Config: n.Config, Logger: n.Logger, DryRun: true})
+	if err != nil {
+		return err
+	}
+	how := "at the static endpoint " + res.Address
+	if endpoint.StaticAddress(&n.Config.Cluster) == "" {
+		// The interface is the node's, not that of the machine running the dry run.
+		ifc := "interface " + n.Config.Cluster.Spec.Discovery.Interface
+		if n.Config.Cluster.Spec.Discovery.Interface == "" {
+			ifc = "the default interfaces"
+			if h, ok := n.Config.Cluster.Host(n.Name); ok && h.Address != "" && !n.Config.Node.Generic {
+				ifc = "the interface holding " + h.Address
+			}
+		}
+		how = fmt.Sprintf("by mDNS (%s, cluster %s, CA id %s, on %s)", discovery.Service,
+			n.Config.Cluster.Metadata.Name, cluster.ClusterID(n.Config.Secrets.CACertHash), ifc)
+	}
+	fmt.Fprintf(n.Console, "would discover: the control plane %s, verifying its certificate against the cluster CA (not contacted: a dry run sends nothing)\n", how)
+	if initializes(n) {
+		fmt.Fprintln(n.Console, "ksboot: dry run: assuming no running control plane of this cluster: this node initialises it")
+		return osconfig.Hosts(n.Root, osconfig.HostsEntries(n.Config, n.AdvertiseAddress()))
+	}
+	n.Status.Endpoint = res.Address
+	fmt.Fprintf(n.Console, "ksboot: dry run: assuming the control plane at %s\n", res.Address)
+	// The configured endpoint may be the domain itself; /etc/hosts then gets the address the
+	// cluster file gives the control plane, if any, rather than a name mapped to itself.
+	ip := endpoint.Host(res.Address)
+	if net.ParseIP(ip) == nil {
+		ip = ""
+	}
+	return osconfig.Hosts(n.Root, osconfig.HostsEntries(n.Config, ip))
 }
 
 // discoverProgress reports, while the node waits for its control plane, what is in the way:
@@ -165,9 +208,20 @@ const ManifestsDir = "/etc/ksboot/manifests"
 func runAddons(ctx context.Context, n *Node) error {
 	opts := addons.Options{Cluster: &n.Config.Cluster, Logger: n.Logger}
 	if n.DryRun {
-		files, err := addons.Render(ctx, n.Root.Path(ManifestsDir), opts)
+		// A dry run fetches nothing (issue 16): it writes the manifests ksboot generates and, for
+		// Calico's, which is a downloaded artifact, says where it would come from and the digest it
+		// must have, as the install phase does for binaries.
+		files, fetches, err := addons.DryRun(ctx, n.Root.Path(ManifestsDir), opts)
 		for _, f := range files {
 			fmt.Fprintf(n.Console, "would apply: %s\n", f)
+		}
+		for _, f := range fetches {
+			from := f.From
+			if b := n.Config.Cluster.Spec.Artifacts.Bundle; b != "" {
+				from = fmt.Sprintf("the offline bundle %s (manifests/%s)", b, f.Artifact.Name)
+			}
+			fmt.Fprintf(n.Console, "would fetch and apply: %s %s from %s, sha256 %s (not written: a dry run downloads nothing)\n",
+				f.Component, f.Artifact.Name, from, f.Artifact.SHA256)
 		}
 		return err
 	}
@@ -202,6 +256,10 @@ func runKubeSphere(ctx context.Context, n *Node) error {
 	opts := kubesphere.Options{Cluster: &n.Config.Cluster, ConsoleAddress: n.AdvertiseAddress(), Root: string(n.Root), Logger: n.Logger,
 		Timeout: n.Config.Cluster.Spec.KubeSphere.WaitTimeout()}
 	if n.DryRun {
+		if line, ok := chartFetch(n, opts); ok {
+			fmt.Fprintln(n.Console, line)
+			return nil
+		}
 		f, err := kubesphere.Render(ctx, n.Root.Path(ManifestsDir), opts)
 		if err == nil {
 			fmt.Fprintf(n.Console, "would apply: %s\n", f)
@@ -222,6 +280,31 @@ func runKubeSphere(ctx context.Context, n *Node) error {
 	n.Status.Banner, n.Status.Console = banner.String(), banner.Console
 	fmt.Fprintln(n.Console, banner.String())
 	return nil
+}
+
+// chartFetch is the dry run's line for a KubeSphere v4 ks-core chart that the kubesphere phase
+// would take from the network or from the offline bundle, which a dry run does not mount: it
+// names the source instead of loading the chart, so a dry run never downloads (issue 16). It
+// is false when kubesphere.Render needs neither (v3's generated objects, a chart path on the
+// node) or fails anyway (Render then reports the error).
+func chartFetch(n *Node, opts kubesphere.Options) (string, bool) {
+	p, err := kubesphere.ParamsFromCluster(opts.Cluster, opts.ConsoleAddress)
+	if err != nil || p.Major == 3 {
+		return "", false
+	}
+	bundle := n.Config.Cluster.Spec.Artifacts.Bundle
+	const tail = ", render it with Helm and install it (not written: a dry run %s)"
+	switch {
+	case strings.HasPrefix(p.Chart, "http://") || strings.HasPrefix(p.Chart, "https://"):
+		from := p.Chart
+		if rel, err := kubesphere.BundleChartPath(p.Chart); err == nil && bundle != "" {
+			from = fmt.Sprintf("the offline bundle %s (%s) when its manifest lists it, else %s", bundle, rel, p.Chart)
+		}
+		return fmt.Sprintf("would fetch: the ks-core chart %s from %s"+tail, p.Version, from, "downloads nothing"), true
+	case !strings.Contains(p.Chart, "://") && !filepath.IsAbs(p.Chart) && bundle != "":
+		return fmt.Sprintf("would load: the ks-core chart %s from the offline bundle %s (%s)"+tail, p.Version, bundle, p.Chart, "mounts no bundle"), true
+	}
+	return "", false
 }
 
 func runKubeadm(ctx context.Context, n *Node) error {

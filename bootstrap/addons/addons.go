@@ -2,9 +2,12 @@ package addons
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -128,6 +131,50 @@ func Render(ctx context.Context, dir string, o Options) ([]string, error) {
 		paths = append(paths, p)
 	}
 	return paths, nil
+}
+
+// Fetch is an artifact a dry run needs but does not fetch: the component made from it, where
+// the agent would take it from, and the digest it is held to.
+type Fetch struct {
+	// Component is the component's name ("cni").
+	Component string
+	// File is the file Render would have written for the component.
+	File string
+	// Artifact is the pinned artifact.
+	Artifact Artifact
+	// From is where the agent's source would look (CalicoSource.Describe).
+	From string
+}
+
+// DryRun is Render for `ksboot agent run --dry-run`, which must never touch the network: it
+// writes the components ksboot generates (Flannel, OpenEBS) to dir, and for a component made
+// from a fetched artifact (Calico) it writes nothing and returns a Fetch naming the source and
+// the pinned SHA-256 instead. A file such a component left there from an earlier dry run is
+// removed, so the directory never shows a CNI this cluster file does not select.
+func DryRun(ctx context.Context, dir string, o Options) ([]string, []Fetch, error) {
+	o = o.withDefaults()
+	if o.Cluster.Spec.Network.Plugin != "calico" {
+		paths, err := Render(ctx, dir, o)
+		return paths, nil, err
+	}
+	a := *o.CalicoArtifact
+	fetch := Fetch{Component: "cni", File: CNIFile, Artifact: a, From: o.CalicoSource.Describe(a)}
+	if err := os.Remove(filepath.Join(dir, CNIFile)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, nil, fmt.Errorf("removing the stale %s: %w", filepath.Join(dir, CNIFile), err)
+	}
+	objs, err := OpenEBS(o.Cluster)
+	if err != nil {
+		return nil, nil, err
+	}
+	data, err := kube.MarshalYAML(objs)
+	if err != nil {
+		return nil, nil, err
+	}
+	p := filepath.Join(dir, StorageFile)
+	if err := kube.WriteFile(p, data, 0o644); err != nil {
+		return nil, nil, err
+	}
+	return []string{p}, []Fetch{fetch}, nil
 }
 
 // Run is the addons step on the init node: apply the CNI and the default storage by
