@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -53,6 +54,9 @@ type Options struct {
 	Interfaces func() ([]string, error)
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Sleep pauses before retrying a phase that keeps failing and returns early with the
+	// context's error; nil means a timer.
+	Sleep func(ctx context.Context, d time.Duration) error
 }
 
 // Node is the data every phase shares: who the node is and how to reach the machine.
@@ -111,19 +115,112 @@ type Identity struct {
 // Run loads the node config, establishes the node's identity and runs the phases. A reboot or a
 // crash resumes at the phase that did not finish; a phase failure is returned as a
 // *workflow.PhaseError after the failure marker is written.
+//
+// A phase that failed on the runs before this one is retried only after a growing pause
+// (RetryDelay), so a node whose problem outlasts a few quick retries stops hammering its
+// mirrors and control plane; a dry run and `ksboot agent phase` neither wait nor count.
 func Run(ctx context.Context, o Options) (*Identity, error) {
+	return run(ctx, o, Phases())
+}
+
+// run is Run with the phases as a parameter, so tests can make a phase fail.
+func run(ctx context.Context, o Options, phases []workflow.Phase[*Node]) (*Identity, error) {
 	o = o.withDefaults()
 	n, id, err := setup(ctx, o)
 	if err != nil {
 		return nil, err
 	}
-	err = workflow.Run(ctx, Phases(), n, workflow.Options{
+	backoff := !o.DryRun && o.Only == ""
+	if backoff {
+		if err := waitBeforeRetry(ctx, o, n.Status); err != nil {
+			return id, err
+		}
+	}
+	err = workflow.Run(ctx, phases, n, workflow.Options{
 		Root: n.Root, Logger: o.Logger, Console: o.Console, Now: o.Now, Skip: o.Skip, Only: o.Only, Status: n.Status,
 	})
+	if !o.DryRun {
+		if rerr := countFailure(ctx, o, n.Status, err, backoff); rerr != nil && err == nil {
+			err = rerr
+		} else if rerr != nil {
+			o.Logger.Error("cannot record the failure for the retry back-off", "error", rerr)
+		}
+	}
 	if err == nil && o.Only == "" {
 		fmt.Fprintf(o.Console, "ksboot: node %s is bootstrapped\n", n.Name)
 	}
 	return id, err
+}
+
+// Bounds of the pause before a phase that keeps failing is retried.
+const (
+	RetryBase = 30 * time.Second
+	RetryMax  = 10 * time.Minute
+)
+
+// RetryDelay is how long after its last failure a phase that failed on failures runs in a row
+// is retried: at once after the first (the unit's RestartSec of 30 s is pause enough for a
+// passing hiccup), then RetryBase doubled for each further failure (1 min, 2 min, 4 min, ...),
+// at most RetryMax. Together with RestartSec the pause thus doubles from 30 s up to 10 min.
+func RetryDelay(failures int) time.Duration {
+	if failures <= 1 {
+		return 0
+	}
+	d := RetryBase
+	for i := 1; i < failures && d < RetryMax; i++ {
+		d *= 2
+	}
+	return min(d, RetryMax)
+}
+
+// RetryWait is what is left of RetryDelay(failures) when since has passed since the failure:
+// the unit's RestartSec, or a reboot, count toward the pause. A clock that went backwards (a
+// node without a battery-backed clock before NTP) never makes the wait longer than the delay.
+func RetryWait(failures int, since time.Duration) time.Duration {
+	d := RetryDelay(failures)
+	return min(d, max(d-since, 0))
+}
+
+// waitBeforeRetry pauses, when the phase that failed last time has failed on several runs in a
+// row, for what is left of its RetryDelay, saying on the console what it waits for and why.
+func waitBeforeRetry(ctx context.Context, o Options, st *state.Status) error {
+	r := st.Retry
+	if r == nil {
+		return nil
+	}
+	wait := RetryWait(r.Failures, o.Now().Sub(r.Failed)).Round(time.Second)
+	if wait <= 0 {
+		return nil
+	}
+	o.Logger.InfoContext(ctx, "waiting before retrying a phase that keeps failing", "phase", r.Phase, "failures", r.Failures,
+		"wait", wait.String(), "last_error", st.Error)
+	fmt.Fprintf(o.Console, "ksboot: [%s] failed %d times in a row; retrying in %s (ksboot agent status shows why)\n", r.Phase, r.Failures, wait)
+	if err := o.Sleep(ctx, wait); err != nil {
+		return fmt.Errorf("waiting %s before retrying phase %s: %w", wait, r.Phase, err)
+	}
+	return nil
+}
+
+// countFailure records the outcome of a run for the back-off: one more failure of the phase
+// that failed (unless the run was cut short by its context, which says nothing about the
+// phase), or none once the run, or a `ksboot agent phase` of the failing phase, succeeded.
+// Only runs that back off (count) add failures.
+func countFailure(ctx context.Context, o Options, st *state.Status, runErr error, count bool) error {
+	var pe *workflow.PhaseError
+	switch {
+	case errors.As(runErr, &pe):
+		if !count || ctx.Err() != nil {
+			return nil
+		}
+		st.RecordFailure(pe.Phase, o.Now())
+	case runErr != nil || st.Retry == nil:
+		return nil
+	case o.Only != "" && o.Only != st.Retry.Phase:
+		return nil
+	default:
+		st.Retry = nil
+	}
+	return state.Write(o.Root, st)
 }
 
 // setup reads the node config and status and measures the machine.
@@ -194,7 +291,22 @@ func (o Options) withDefaults() Options {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	if o.Sleep == nil {
+		o.Sleep = sleep
+	}
 	return o
+}
+
+// sleep waits d or until ctx ends.
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // path resolves an absolute node path under the root.

@@ -65,8 +65,12 @@ func (u Unit) String() string {
 // that cycle by dropping this unit's start job, and the node never resumes (Scenario 2 of the
 // e2e suite, run 16: a control plane reset during install stayed idle). The condition
 // on the completion marker makes it a no-op forever after success. Restart=on-failure retries a
-// failed phase; the agent itself lengthens the pause after repeated failures (systemd 252 on
-// Debian 12 has no RestartSteps=), so the unit keeps a short fixed RestartSec.
+// failed phase after RestartSec=30s. systemd 252 on Debian 12 has no RestartSteps=, so the agent
+// itself lengthens the pause when the same phase fails on consecutive runs: it counts them in
+// /var/lib/ksboot/status.json and, on start, waits so that the pause from a failure to the next
+// attempt is 30 s (RestartSec alone) after the first, then 1, 2, 4 and 8 min, at most 10 min
+// (bootstrap.RetryDelay); success resets the count. The unit therefore keeps a short fixed
+// RestartSec.
 func BootstrapUnit(clusterName string) Unit {
 	return Unit{Sections: []Section{
 		{

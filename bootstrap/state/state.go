@@ -34,7 +34,29 @@ type Status struct {
 	Console string        `json:"console,omitempty"`
 	Phases  []PhaseRecord `json:"phases,omitempty"`
 	Error   string        `json:"error,omitempty"`
-	Updated time.Time     `json:"updated"`
+	// Retry counts the consecutive failed runs of one phase, so that the agent waits longer
+	// before each new attempt; nil once a run did not fail.
+	Retry   *Retry    `json:"retry,omitempty"`
+	Updated time.Time `json:"updated"`
+}
+
+// Retry is a phase that failed on consecutive runs of the agent.
+type Retry struct {
+	Phase string `json:"phase"`
+	// Failures is how many runs in a row ended with this phase failing.
+	Failures int `json:"failures"`
+	// Failed is when the last of them ended.
+	Failed time.Time `json:"failed"`
+}
+
+// RecordFailure counts a run that ended with phase failing at time at: one more failure in a
+// row if the same phase failed last time, else the first.
+func (s *Status) RecordFailure(phase string, at time.Time) {
+	if s.Retry == nil || s.Retry.Phase != phase {
+		s.Retry = &Retry{Phase: phase}
+	}
+	s.Retry.Failures++
+	s.Retry.Failed = at.UTC()
 }
 
 // PhaseRecord is the outcome of one phase run.

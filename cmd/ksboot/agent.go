@@ -96,6 +96,11 @@ kept in /var/lib/ksboot/status.json; success writes /var/lib/ksboot/bootstrap.co
 				if st.Endpoint != "" {
 					fmt.Fprintf(s.out, "control plane %s\n", st.Endpoint)
 				}
+				if r := st.Retry; r != nil {
+					// The agent waits longer before each retry of a phase that keeps failing.
+					fmt.Fprintf(s.out, "phase %s failed on %d run(s) in a row, last at %s; retried %s after that\n",
+						r.Phase, r.Failures, r.Failed.Format(time.RFC3339), max(bootstrap.RetryDelay(r.Failures), bootstrap.RetryBase))
+				}
 				fmt.Fprintf(s.out, "%-12s %-8s %9s  %s\n", "PHASE", "OUTCOME", "DURATION", "ERROR")
 				for _, p := range st.Phases {
 					fmt.Fprintf(s.out, "%-12s %-8s %9s  %s\n", p.Name, p.Outcome, p.Duration, p.Error)
