@@ -9,7 +9,8 @@ func TestKubeadmTagsBetweenReleasesRead(t *testing.T) {
 	}{
 		{"v1.35.2", "v1.13.1", "3.6.6-0", true},    // v1.35.0 and v1.35.4 agree
 		{"v1.36.1", "v1.14.2", "3.6.8-0", true},    // v1.36.0 and v1.36.3 agree
-		{"v1.31.5", "v1.11.3", "3.5.15-0", false},  // CoreDNS moved between v1.31.0 and v1.31.13
+		{"v1.31.5", "v1.11.3", "3.5.15-0", true},   // v1.31.1 and v1.31.13 agree
+		{"v1.30.5", "v1.11.3", "3.5.15-0", false},  // CoreDNS and etcd moved between v1.30.0 and v1.30.14
 		{"v1.29.10", "v1.11.1", "3.5.12-0", false}, // after the latest v1.29 read
 		{"v1.38.0", "v1.14.6", "3.7.0-0", false},   // newer than the table
 		{"v1.20.0", "v1.8.6", "3.5.1-0", false},    // older than the table

@@ -161,7 +161,7 @@ func Lookup(kubernetesVersion string) (Minor, error) {
 			}
 		}
 	}
-	return Minor{}, fmt.Errorf("Kubernetes %s is %w, which supports %s", v, ErrUnsupported, Range())
+	return Minor{}, fmt.Errorf("%s is %w, which supports %s", v, ErrUnsupported, Range())
 }
 
 // MustLookup is Lookup for versions already validated (a node config that passed `validate`),
@@ -181,7 +181,7 @@ func MustLookup(kubernetesVersion string) Minor {
 var Judged = []Proof{
 	{Version: "v1.26.5", Kubeadm: true},
 	{Version: "v1.30.14", Kubeadm: true},
-	{Version: "v1.31.13", Kubeadm: true},
+	{Version: "v1.31.1", Kubeadm: true},
 	{Version: "v1.37.2", Kubeadm: true, Cluster: true},
 }
 

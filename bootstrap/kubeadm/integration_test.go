@@ -15,6 +15,7 @@ import (
 
 	"github.com/ksboot/ksboot/cluster"
 	"github.com/ksboot/ksboot/test/k8sbin"
+	"github.com/ksboot/ksboot/versions"
 	k8syaml "sigs.k8s.io/yaml"
 )
 
@@ -27,6 +28,42 @@ func realKubeadm(t *testing.T) string {
 		t.Skip("integration test: runs the real kubeadm " + k8sbin.Version + " (built once by hack/build-k8s.sh); skipped under -short")
 	}
 	return k8sbin.Kubeadm(t)
+}
+
+// judgedKubeadms returns the real kubeadm of every release the version matrix says the tests
+// judge (versions.Judged), building each once (cached); a release whose kubeadm cannot be had
+// skips only its own subtests, saying why.
+func judgedKubeadms(t *testing.T) []string {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("integration test: runs the real kubeadm of every judged release (built once by hack/build-k8s.sh); skipped under -short")
+	}
+	var out []string
+	for _, p := range versions.Judged {
+		if p.Kubeadm {
+			out = append(out, p.Version)
+		}
+	}
+	return out
+}
+
+// forEachJudged runs f in a subtest per judged release with that release's kubeadm.
+func forEachJudged(t *testing.T, f func(t *testing.T, version, kubeadm string)) {
+	t.Helper()
+	for _, v := range judgedKubeadms(t) {
+		t.Run(v, func(t *testing.T) {
+			f(t, v, k8sbin.KubeadmAt(t, v))
+		})
+	}
+}
+
+// hasSubcommand reports whether this kubeadm has a subcommand (config validate arrived in
+// v1.27): an unknown one makes kubeadm print its parent's help and exit 0, so the help text's
+// usage line is what tells.
+func hasSubcommand(t *testing.T, kubeadm string, args ...string) bool {
+	t.Helper()
+	out, _ := runKubeadm(t, kubeadm, nil, append(args, "--help")...)
+	return strings.Contains(out, "kubeadm "+strings.Join(args, " ")+" [flags]")
 }
 
 // runKubeadm runs kubeadm with extra environment and returns its combined output.
@@ -51,25 +88,39 @@ func writeConfig(t *testing.T, dir string, p Params) string {
 	return path
 }
 
-// TestKubeadmConfigValidate feeds every golden case to `kubeadm config validate`, which
-// decodes strictly (unknown fields are errors) and runs kubeadm's own validation.
+// TestKubeadmConfigValidate feeds every golden case, rendered at every judged release, to that
+// release's `kubeadm config validate`, which decodes strictly (unknown fields are errors) and
+// runs kubeadm's own validation. kubeadm below v1.27 has no config validate: there init
+// --dry-run (below) and join --dry-run judge the same configurations.
 func TestKubeadmConfigValidate(t *testing.T) {
-	kubeadm := realKubeadm(t)
-	for _, tc := range renderCases {
-		t.Run(tc.name, func(t *testing.T) {
-			path := writeConfig(t, t.TempDir(), tc.params(t))
-			out, err := runKubeadm(t, kubeadm, nil, "config", "validate", "--config", path)
-			if err != nil {
-				t.Fatalf("kubeadm config validate: %v\n%s", err, out)
-			}
-			// kubeadm reports strict-decoding problems as warnings in some versions.
-			for _, bad := range []string{"unknown field", "duplicate field", "strict decoding"} {
-				if strings.Contains(out, bad) {
-					t.Errorf("kubeadm config validate complained (%q):\n%s", bad, out)
+	forEachJudged(t, func(t *testing.T, version, kubeadm string) {
+		if !hasSubcommand(t, kubeadm, "config", "validate") {
+			t.Skipf("kubeadm %s has no config validate (added in v1.27); TestKubeadmInitDryRun and TestKubeadmJoinDryRun judge its configurations", version)
+		}
+		for _, tc := range renderCases {
+			t.Run(tc.name, func(t *testing.T) {
+				p := tc.params(t)
+				p.KubernetesVersion = version
+				path := writeConfig(t, t.TempDir(), p)
+				out, err := runKubeadm(t, kubeadm, nil, "config", "validate", "--config", path)
+				if err != nil {
+					t.Fatalf("kubeadm %s config validate: %v\n%s", version, err, out)
 				}
-			}
-			t.Logf("kubeadm config validate: %s", strings.TrimSpace(out))
-		})
+				noStrictComplaints(t, out)
+				t.Logf("kubeadm config validate: %s", strings.TrimSpace(out))
+			})
+		}
+	})
+}
+
+// noStrictComplaints fails on strict-decoding problems, which kubeadm reports as warnings in
+// some versions and some commands.
+func noStrictComplaints(t *testing.T, out string) {
+	t.Helper()
+	for _, bad := range []string{"unknown field", "duplicate field", "strict decoding"} {
+		if strings.Contains(out, bad) {
+			t.Errorf("kubeadm complained (%q):\n%s", bad, out)
+		}
 	}
 }
 
@@ -132,49 +183,110 @@ func controlPlaneWithPKI(t *testing.T) (*cluster.Secrets, *cluster.Cluster, Para
 // /etc/kubernetes/tmp, and certificatesDir points at the pre-placed PKI. --rootfs is not needed
 // and would chroot kubeadm into a tree without /proc or /dev.
 func TestKubeadmInitDryRun(t *testing.T) {
-	kubeadm := realKubeadm(t)
-	s, _, p, root := controlPlaneWithPKI(t)
+	forEachJudged(t, func(t *testing.T, version, kubeadm string) {
+		for _, tc := range renderCases {
+			if tc.role != RoleInit {
+				continue
+			}
+			t.Run(tc.name, func(t *testing.T) {
+				s, _, base, root := controlPlaneWithPKI(t)
+				p := tc.params(t)
+				p.KubernetesVersion = version
+				p.CertificatesDir = base.CertificatesDir
+				if tc.name == "init" {
+					// A patch from the cluster file reaches the manifest kubeadm writes
+					// (patches.directory).
+					p.Patches = []cluster.Patch{{Target: "kube-apiserver", Type: "strategic", Patch: apiserverProbePatch}}
+				}
+				out, dryRunDir, err := initDryRun(t, kubeadm, p, root)
+				seedCA := true
+				if err != nil && strings.Contains(out, "couldn't load front-proxy-ca certificate authority from") {
+					// kubeadm before v1.32 copies only ca.crt and ca.key of an existing CA
+					// into its dry-run directory, so a dry run with the seed's front-proxy
+					// and etcd CAs in place always fails at certs/front-proxy-client (a real
+					// init does not: TestKubeadmCertsChainToSeedCA runs the certs phase of
+					// every judged release for real). Judge the configuration again with
+					// kubeadm's own fresh CAs.
+					t.Logf("kubeadm %s: dry run cannot reuse an existing front-proxy CA (upstream's dry-run copies only ca.*); retrying with fresh CAs", version)
+					seedCA = false
+					p.CertificatesDir = filepath.Join(t.TempDir(), "pki")
+					root = t.TempDir()
+					out, dryRunDir, err = initDryRun(t, kubeadm, p, root)
+				}
+				if err != nil {
+					t.Fatalf("kubeadm %s init --dry-run: %v\n%s", version, err, out)
+				}
+				wants := []string{"Your Kubernetes control-plane has initialized successfully"}
+				if seedCA {
+					wants = append(wants, "Using existing ca certificate authority", "--discovery-token-ca-cert-hash "+mustPin(t, s.CACert))
+				}
+				for _, want := range wants {
+					if !strings.Contains(out, want) {
+						t.Errorf("kubeadm %s init --dry-run output lacks %q:\n%s", version, want, out)
+					}
+				}
+				noStrictComplaints(t, out)
+				if tc.name == "init" {
+					checkInitDryRun(t, version, p, s, out, dryRunDir, seedCA)
+				}
+			})
+		}
+	})
+}
+
+// initDryRun runs `kubeadm init --dry-run` on the parameters, with their patches written, and
+// returns its output and the directory it wrote to. /etc/kubernetes on the host stays as it
+// was.
+func initDryRun(t *testing.T, kubeadm string, p Params, root string) (out, dryRunDir string, err error) {
+	t.Helper()
 	hostKubernetes := "/etc/kubernetes"
 	_, statErr := os.Stat(hostKubernetes)
 	hostHadIt := statErr == nil
-
-	// A patch from the cluster file reaches the manifest kubeadm writes (patches.directory).
-	p.Patches = []cluster.Patch{{Target: "kube-apiserver", Type: "strategic", Patch: apiserverProbePatch}}
-	p.PatchesDir = filepath.Join(root, "patches")
-	if err := WritePatches("/", p); err != nil {
-		t.Fatal(err)
+	if len(p.Patches) > 0 {
+		p.PatchesDir = filepath.Join(root, "patches")
+		if err := WritePatches("/", p); err != nil {
+			t.Fatal(err)
+		}
 	}
 	cfg := writeConfig(t, root, p)
-	dryRunDir := filepath.Join(root, "dry-run")
+	dryRunDir = filepath.Join(root, "dry-run")
 	if err := os.Mkdir(dryRunDir, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	out, err := runKubeadm(t, kubeadm, []string{"KUBEADM_INIT_DRYRUN_DIR=" + dryRunDir},
+	out, err = runKubeadm(t, kubeadm, []string{"KUBEADM_INIT_DRYRUN_DIR=" + dryRunDir},
 		"init", "--dry-run", "--config", cfg, "--ignore-preflight-errors=all")
-	if err != nil {
-		t.Fatalf("kubeadm init --dry-run: %v\n%s", err, out)
+	if _, statErr := os.Stat(hostKubernetes); !hostHadIt && !errors.Is(statErr, os.ErrNotExist) {
+		t.Errorf("kubeadm init --dry-run created %s on the host (%v)", hostKubernetes, statErr)
 	}
-	for _, want := range []string{
-		"Using existing ca certificate authority",
-		"Your Kubernetes control-plane has initialized successfully",
-		"--discovery-token-ca-cert-hash " + mustPin(t, s.CACert),
-	} {
-		if !strings.Contains(out, want) {
-			t.Errorf("kubeadm init --dry-run output lacks %q:\n%s", want, out)
+	return out, dryRunDir, err
+}
+
+// checkInitDryRun checks what the init node's dry run wrote: the token, the API server's
+// manifest with the patch applied, and the seed's CA.
+func checkInitDryRun(t *testing.T, version string, p Params, s *cluster.Secrets, out, dryRunDir string, seedCA bool) {
+	t.Helper()
+	// The token Secret kubeadm would create has no expiration: seeds keep working. (The
+	// object is printed after "Attached object:" in every release; its header differs.)
+	secret := ""
+	if end := strings.Index(out, "type: bootstrap.kubernetes.io/token"); end > 0 {
+		if start := strings.LastIndex(out[:end], "Attached object:"); start >= 0 {
+			secret = out[start:end]
 		}
 	}
-	// The token Secret kubeadm would create has no expiration: seeds keep working.
-	secret := between(out, `Resource name "bootstrap-token-`, "type: bootstrap.kubernetes.io/token")
-	if secret == "" || strings.Contains(secret, "expiration:") {
+	if secret == "" || !strings.Contains(secret, "token-id:") || strings.Contains(secret, "expiration:") {
 		t.Errorf("the bootstrap token Secret is missing or expires (TokenTTL %s):\n%s", p.TokenTTL, secret)
 	}
-	// The API server's manifest reflects the configuration.
+	// The API server's manifest reflects the configuration. kubeadm before v1.31 writes into
+	// a temporary directory of its own under the dry-run directory.
+	if found, _ := filepath.Glob(filepath.Join(dryRunDir, "tmp", "kubeadm-init-dryrun*")); len(found) == 1 {
+		dryRunDir = found[0]
+	}
 	manifest, err := os.ReadFile(filepath.Join(dryRunDir, "kube-apiserver.yaml"))
 	if err != nil {
 		t.Fatalf("dry-run wrote no kube-apiserver manifest: %v\n%s", err, out)
 	}
 	for _, want := range []string{
-		"image: registry.k8s.io/kube-apiserver:" + k8sbin.Version,
+		"image: registry.k8s.io/kube-apiserver:" + version,
 		"--advertise-address=192.168.0.11",
 		"--service-cluster-ip-range=10.233.0.0/18",
 		"--secure-port=6443",
@@ -202,24 +314,29 @@ func TestKubeadmInitDryRun(t *testing.T) {
 		t.Errorf("the probe patch did not reach the manifest: liveness %+v, startup %+v", c0.LivenessProbe, c0.StartupProbe)
 	}
 	// The CA kubeadm used is the seed's, copied unchanged into the dry-run directory.
+	if !seedCA {
+		return
+	}
 	if got, err := os.ReadFile(filepath.Join(dryRunDir, "ca.crt")); err != nil || !bytes.Equal(got, s.CACert) {
 		t.Errorf("dry-run ca.crt is not the seed's CA (err %v)", err)
 	}
-	if _, err := os.Stat(hostKubernetes); !hostHadIt && !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("kubeadm init --dry-run created %s on the host (%v)", hostKubernetes, err)
-	}
 }
 
-// TestKubeadmCertsChainToSeedCA checks the whole trust chain between ksboot's seeds and
-// kubeadm: kubeadm, given the PKI WritePKI placed, issues an API server certificate signed by
+// TestKubeadmCertsChainToSeedCA checks, for every judged release, the whole trust chain
+// between ksboot's seeds and kubeadm: kubeadm, given the PKI WritePKI placed, issues an API server certificate signed by
 // the seed's CA, and that CA is the one a worker's seed pins.
 //
 // kubeadm refuses --cert-dir together with --config ("can not mix '--config' with
 // arguments"), so the certificate directory is set through the configuration
 // (Params.CertificatesDir → certificatesDir).
 func TestKubeadmCertsChainToSeedCA(t *testing.T) {
-	kubeadm := realKubeadm(t)
+	forEachJudged(t, certsChainToSeedCA)
+}
+
+// certsChainToSeedCA is TestKubeadmCertsChainToSeedCA for one release's kubeadm.
+func certsChainToSeedCA(t *testing.T, version, kubeadm string) {
 	s, c, p, root := controlPlaneWithPKI(t)
+	p.KubernetesVersion = version
 	pki := p.CertificatesDir
 	cfg := writeConfig(t, root, p)
 
@@ -310,19 +427,6 @@ func verifyChain(t *testing.T, certFile string, caPEM []byte, usage x509.ExtKeyU
 	return leaf
 }
 
-// between returns the text from the first start to the following end, or "".
-func between(s, start, end string) string {
-	_, after, ok := strings.Cut(s, start)
-	if !ok {
-		return ""
-	}
-	before, _, ok := strings.Cut(after, end)
-	if !ok {
-		return ""
-	}
-	return before
-}
-
 func mustRead(t *testing.T, path string) []byte {
 	t.Helper()
 	data, err := os.ReadFile(path)
@@ -339,4 +443,26 @@ func mustPin(t *testing.T, certPEM []byte) string {
 		t.Fatal(err)
 	}
 	return pin
+}
+
+// TestKubeadmTagsOfJudged: the CoreDNS and etcd tags the version matrix records for a judged
+// release (what the offline bundle carries and install pre-loads) are the ones that release's
+// kubeadm lists.
+func TestKubeadmTagsOfJudged(t *testing.T) {
+	forEachJudged(t, func(t *testing.T, version, kubeadm string) {
+		out, err := runKubeadm(t, kubeadm, nil, "config", "images", "list", "--kubernetes-version", version)
+		if err != nil {
+			t.Fatalf("kubeadm %s config images list: %v\n%s", version, err, out)
+		}
+		coreDNS, etcd, exact := versions.KubeadmTags(version)
+		if !exact {
+			t.Errorf("versions.KubeadmTags(%s) is not exact: the tags of a judged release must be read", version)
+		}
+		images := strings.Fields(out)
+		for _, want := range []string{"registry.k8s.io/coredns/coredns:" + coreDNS, "registry.k8s.io/etcd:" + etcd} {
+			if !slices.Contains(images, want) {
+				t.Errorf("kubeadm %s lists no %s:\n%s", version, want, out)
+			}
+		}
+	})
 }

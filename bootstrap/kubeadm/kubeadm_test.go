@@ -160,20 +160,70 @@ const apiserverProbePatch = `spec:
       startupProbe: {timeoutSeconds: 45, failureThreshold: 90}
 `
 
+// goldenAPIs are the kubeadm APIs the golden files cover: each case is rendered at a release
+// of each (testdata/<case>.yaml at the default Kubernetes version, v1beta4;
+// testdata/v1beta3/<case>.yaml at the guide's v1.26.5).
+var goldenAPIs = []struct{ version, dir string }{
+	{"", ""},
+	{"v1.26.5", "v1beta3/"},
+}
+
 func TestRenderGolden(t *testing.T) {
-	for _, tc := range renderCases {
-		t.Run(tc.name, func(t *testing.T) {
+	for _, api := range goldenAPIs {
+		for _, tc := range renderCases {
+			t.Run(api.dir+tc.name, func(t *testing.T) {
+				p := tc.params(t)
+				if api.version != "" {
+					p.KubernetesVersion = api.version
+				}
+				if p.Role != tc.role {
+					t.Fatalf("role = %q, want %q", p.Role, tc.role)
+				}
+				got, err := Render(p)
+				if err != nil {
+					t.Fatal(err)
+				}
+				golden.Assert(t, api.dir+tc.name+".yaml", got)
+				checkDocuments(t, got, tc.role)
+			})
+		}
+	}
+}
+
+// TestRenderV1Beta3DuplicateFlag: v1beta3 holds one value per flag, so a flag given twice is
+// an error naming it rather than a silently dropped value; v1beta4 keeps both.
+func TestRenderV1Beta3DuplicateFlag(t *testing.T) {
+	p := renderCases[0].params(t)
+	p.APIServerArgs = []Arg{{"audit-log-path", "/a"}, {"audit-log-path", "/b"}}
+	p.KubernetesVersion = "v1.26.5"
+	if _, err := Render(p); err == nil || !strings.Contains(err.Error(), "APIServerArgs: --audit-log-path is given twice") {
+		t.Errorf("v1.26.5: Render error %v, want one naming the duplicate flag", err)
+	}
+	p.KubernetesVersion = "v1.31.13"
+	if out, err := Render(p); err != nil || strings.Count(string(out), "audit-log-path") != 2 {
+		t.Errorf("v1.31.13: %v\n%s", err, out)
+	}
+}
+
+// TestRenderKubeadmAPIByVersion: the API follows the version matrix at its boundary.
+func TestRenderKubeadmAPIByVersion(t *testing.T) {
+	for v, want := range map[string]string{"v1.23.17": "kubeadm.k8s.io/v1beta3", "v1.30.14": "kubeadm.k8s.io/v1beta3", "v1.31.0": "kubeadm.k8s.io/v1beta4", "v1.37.2": "kubeadm.k8s.io/v1beta4"} {
+		for _, tc := range renderCases {
 			p := tc.params(t)
-			if p.Role != tc.role {
-				t.Fatalf("role = %q, want %q", p.Role, tc.role)
-			}
-			got, err := Render(p)
+			p.KubernetesVersion = v
+			out, err := Render(p)
 			if err != nil {
-				t.Fatal(err)
+				t.Fatalf("%s %s: %v", v, tc.name, err)
 			}
-			golden.Assert(t, tc.name+".yaml", got)
-			checkDocuments(t, got, tc.role)
-		})
+			if got := strings.Count(string(out), "apiVersion: "+want); got == 0 || strings.Contains(string(out), "timeouts:") != (want == "kubeadm.k8s.io/v1beta4") {
+				t.Errorf("%s %s: rendered\n%s\nwant %s documents (timeouts only in v1beta4)", v, tc.name, out, want)
+			}
+		}
+	}
+	p := renderCases[0].params(t)
+	p.KubernetesVersion = "v1.22.17"
+	if _, err := Render(p); err == nil || !strings.Contains(err.Error(), "KubernetesVersion") {
+		t.Errorf("v1.22.17: Render error %v, want one naming KubernetesVersion", err)
 	}
 }
 
@@ -198,17 +248,27 @@ func checkDocuments(t *testing.T, out []byte, role Role) {
 			t.Fatal(err)
 		}
 		var target any
+		v1beta3 := tm.APIVersion == "kubeadm.k8s.io/v1beta3"
 		switch tm.Kind {
 		case "InitConfiguration":
 			target = &initConfiguration{}
+			if v1beta3 {
+				target = &initConfigurationV1Beta3{}
+			}
 		case "ClusterConfiguration":
 			target = &clusterConfiguration{}
+			if v1beta3 {
+				target = &clusterConfigurationV1Beta3{}
+			}
 		case "KubeletConfiguration":
 			target = &kubeletConfiguration{}
 		case "KubeProxyConfiguration":
 			target = &kubeProxyConfiguration{}
 		case "JoinConfiguration":
 			target = &joinConfiguration{}
+			if v1beta3 {
+				target = &joinConfigurationV1Beta3{}
+			}
 		default:
 			t.Fatalf("unexpected kind %q", tm.Kind)
 		}

@@ -261,6 +261,9 @@ func start(t testing.TB, dir string, attempt int, etcdBin, apiBin string, secret
 		"--tls-cert-file="+pki.serverCert,
 		"--tls-private-key-file="+pki.serverKey,
 		"--authorization-mode=Node,RBAC",
+		// As kubeadm sets it: bootstrap tokens authenticate joining nodes (kubeadm join
+		// against this server in bootstrap/kubeadm's tests).
+		"--enable-bootstrap-token-auth=true",
 		"--allow-privileged=true",
 		"--cert-dir="+filepath.Join(dir, "cert-dir"),
 	)
