@@ -175,9 +175,38 @@ k8s_module() {
   k8s_module_ready=1
 }
 
+# kubeadm's HTTPProxyCIDR preflight check, in releases up to at least v1.31, writes the
+# service and pod subnets' first IPv4 address in brackets ("https://[10.96.0.1]:1234/"). Go
+# 1.24.8 and 1.25.2 made net/url refuse an IPv4 address in brackets (CVE-2025-47912), so such
+# a kubeadm built with today's Go fails every `kubeadm init` and `join` on an IPv4 cluster with
+# "invalid IP-literal", which the released binaries, built with the Go of their day, never
+# did. kubeadm of those releases is therefore built with the last Go before that change,
+# which the go command fetches through the module proxy (a toolchain module). Only kubeadm:
+# the other components have no such construct and are built with the local Go.
+OLD_URL_TOOLCHAIN="${OLD_URL_TOOLCHAIN:-go1.24.7}"
+kubeadm_toolchain_cached=""
+kubeadm_toolchain() {
+  if [[ -z "$kubeadm_toolchain_cached" ]]; then
+    local json dir
+    [[ -n "$work" ]] || work="$(mktemp -d "${TMPDIR:-/tmp}/ksboot-build-k8s.XXXXXX")"
+    mkdir -p "${work}/download"
+    [[ -f "${work}/download/go.mod" ]] || echo "module ksboot.local/download" >"${work}/download/go.mod"
+    json="$(cd "${work}/download" && go mod download -json "k8s.io/kubernetes@${version}")" ||
+      die "downloading k8s.io/kubernetes@${version} (go mod download failed; is GOPROXY reachable?)"
+    dir="$(sed -n 's/^[[:space:]]*"Dir": "\(.*\)",\{0,1\}$/\1/p' <<<"$json")"
+    kubeadm_toolchain_cached=local
+    if grep -q '"\[%s\]:1234"' "${dir}/cmd/kubeadm/app/preflight/checks.go" 2>/dev/null; then
+      kubeadm_toolchain_cached="$OLD_URL_TOOLCHAIN"
+    fi
+  fi
+  echo "$kubeadm_toolchain_cached"
+}
+
 build_k8s() {
-  local name="$1" start tmp
+  local name="$1" start tmp toolchain=local
   k8s_module
+  [[ "$name" != kubeadm ]] || toolchain="$(kubeadm_toolchain)"
+  [[ "$toolchain" == local ]] || log "building kubeadm ${version} with ${toolchain}: its HTTPProxyCIDR check writes an IPv4 address in brackets, which the local Go's net/url refuses"
   start="$(date +%s)"
   tmp="${bin_dir}/.${name}.tmp.$$"
   tmp_bin="$tmp"
@@ -192,7 +221,7 @@ build_k8s() {
     ld+=" -X ${p}.gitVersion=${version} -X ${p}.gitMajor=1 -X ${p}.gitMinor=${minor}"
     ld+=" -X ${p}.gitTreeState=clean -X ${p}.buildDate=1970-01-01T00:00:00Z"
   done
-  if ! (cd "${work}/kubernetes" && go build -trimpath -ldflags "$ld" -o "$tmp" "k8s.io/kubernetes/cmd/${name}"); then
+  if ! (cd "${work}/kubernetes" && GOTOOLCHAIN="$toolchain" go build -trimpath -ldflags "$ld" -o "$tmp" "k8s.io/kubernetes/cmd/${name}"); then
     rm -f "$tmp"
     die "go build k8s.io/kubernetes/cmd/${name}@${version} failed"
   fi
@@ -222,11 +251,16 @@ for name in "${names[@]}"; do
   path="${bin_dir}/${name}"
   if [[ -x "$path" ]]; then
     have="$(installed_version "$name" "$path")"
-    if [[ "$name" != etcd || "$have" == *"${ETCD_VERSION#v}"* ]]; then
+    built_with="$(go version "$path" 2>/dev/null || true)"
+    built_with="${built_with##*: }"
+    if [[ "$name" == kubeadm && "$(kubeadm_toolchain)" != local && "$built_with" != "$(kubeadm_toolchain)" ]]; then
+      log "kubeadm present but built with ${built_with:-an unknown Go}, want $(kubeadm_toolchain); rebuilding"
+    elif [[ "$name" != etcd || "$have" == *"${ETCD_VERSION#v}"* ]]; then
       log "${name} present: ${path} (${have})"
       continue
+    else
+      log "etcd present but reports '${have}', want ${ETCD_VERSION}; rebuilding"
     fi
-    log "etcd present but reports '${have}', want ${ETCD_VERSION}; rebuilding"
   fi
   [[ -n "$work" ]] || work="$(mktemp -d "${TMPDIR:-/tmp}/ksboot-build-k8s.XXXXXX")"
   if [[ "$name" == etcd ]]; then

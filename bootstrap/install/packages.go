@@ -15,11 +15,13 @@ import (
 
 // RequiredPackages are the OS packages kubeadm and kube-proxy need, by package family, under
 // each family's own names: socat (port forwarding), conntrack (kube-proxy), ebtables and ipset
-// (kube-proxy, CNI), curl, openssl and tar for the agent's and operators' use.
+// (kube-proxy, CNI), iptables (kubeadm's preflight fails without it on the host up to at
+// least v1.31, and the kubelets of the older releases write their own chains), curl, openssl
+// and tar for the agent's and operators' use.
 var RequiredPackages = map[string][]string{
-	"debian": {"socat", "conntrack", "ebtables", "ipset", "curl", "openssl", "tar"},
-	"rhel":   {"socat", "conntrack-tools", "ebtables", "ipset", "curl", "openssl", "tar"},
-	"suse":   {"socat", "conntrack-tools", "ebtables", "ipset", "curl", "openssl", "tar"},
+	"debian": {"socat", "conntrack", "ebtables", "ipset", "iptables", "curl", "openssl", "tar"},
+	"rhel":   {"socat", "conntrack-tools", "ebtables", "ipset", "iptables", "curl", "openssl", "tar"},
+	"suse":   {"socat", "conntrack-tools", "ebtables", "ipset", "iptables", "curl", "openssl", "tar"},
 }
 
 // lockWait bounds how long apt and zypper wait for a package manager lock that someone else

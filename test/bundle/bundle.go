@@ -206,6 +206,13 @@ func run(t testing.TB, script, k8sVersion string, want ...string) map[string]str
 	if d := time.Since(start); d > time.Minute {
 		t.Logf("%s built in %s", script, d.Round(time.Second))
 	}
+	// A component built at another version than the one asked for (the script's FALLING
+	// BACK warnings) is said in the test's own output, not only in a failed run's.
+	for line := range strings.Lines(stderr.String()) {
+		if strings.Contains(line, "WARNING") {
+			t.Log(strings.TrimSpace(line))
+		}
+	}
 	got := map[string]string{}
 	sc := bufio.NewScanner(bytes.NewReader(out))
 	for sc.Scan() {

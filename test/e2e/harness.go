@@ -27,9 +27,6 @@ import (
 	"github.com/ksboot/ksboot/test/vm"
 )
 
-// KubernetesVersion is the version every scenario installs (what the bundle holds).
-const KubernetesVersion = "v1.37.2"
-
 // The segment every scenario uses: the host side is .1 (router and resolver in DHCP answers,
 // though it routes and resolves nothing), DHCP hands out .100–.149.
 const (
@@ -48,18 +45,23 @@ const (
 	apiPollEvery = 15 * time.Second
 )
 
-// Env is what every scenario shares: the agent, the guest image and the bundle ISO, built
-// once per test binary.
+// Env is what every scenario shares: the agent and the guest image, and per Kubernetes
+// release the bundle ISO and a kubectl of that release, built once per test binary.
 type Env struct {
 	Bin, BinSum string
 	Image       *vm.Image
-	BundleISO   string
-	Kubectl     string
+	Releases    map[string]Release
 }
 
-// Prepare builds (or finds cached) everything the scenarios need, and skips the test with
-// the reason when the machine cannot run guests.
-func Prepare(t *testing.T) *Env {
+// Release is what the scenarios of one Kubernetes release use.
+type Release struct {
+	BundleISO string
+	Kubectl   string
+}
+
+// Prepare builds (or finds cached) everything the scenarios need at the given Kubernetes
+// releases, and skips the test with the reason when the machine cannot run guests.
+func Prepare(t *testing.T, releases ...string) *Env {
 	t.Helper()
 	vm.Available(t)
 	for _, tool := range []string{"apt-get", "go", "debugfs", "dnsmasq"} {
@@ -67,22 +69,28 @@ func Prepare(t *testing.T) *Env {
 			t.Skipf("skipping: %s is not on PATH (hack/install-deps.sh installs it)", tool)
 		}
 	}
-	e := &Env{}
+	e := &Env{Releases: map[string]Release{}}
 	e.Bin, e.BinSum = ksbootbin.Build(t, "v0.0.0-e2e")
 	// net-tools and resolvconf: what cloud images have, so that ifupdown applies the gateway
 	// and nameservers of the seed's network-config (cloud-init renders them as `route` and
 	// resolvconf lines).
 	e.Image = vm.GuestImage(t, vm.ImageOptions{HaltOn: haltNever, ExtraPackages: []string{"net-tools", "resolvconf"}})
 	t.Logf("guest image %s (built in %s; 0 = cached)", e.Image.Key, e.Image.BuildTime.Round(time.Second))
-	dir := bundle.Dir(t, e.Image, bundle.Options{KubernetesVersion: KubernetesVersion, Images: true})
-	e.BundleISO = bundleISO(t, e.Bin, dir)
-	e.Kubectl = k8sbin.Kubectl(t)
+	for _, v := range releases {
+		if _, ok := e.Releases[v]; ok {
+			continue
+		}
+		start := time.Now()
+		dir := bundle.Dir(t, e.Image, bundle.Options{KubernetesVersion: v, Images: true})
+		e.Releases[v] = Release{BundleISO: bundleISO(t, e.Bin, dir, v), Kubectl: k8sbin.BinaryAt(t, v, "kubectl")}
+		t.Logf("Kubernetes %s: bundle ready in %s (0 = cached)", v, time.Since(start).Round(time.Second))
+	}
 	return e
 }
 
 // bundleISO packs dir with `ksboot bundle --from-dir` into a bundle.iso beside it, once: the
-// directory's cache key covers its content.
-func bundleISO(t *testing.T, bin, dir string) string {
+// directory's cache key covers its content (and the Kubernetes release).
+func bundleISO(t *testing.T, bin, dir, version string) string {
 	t.Helper()
 	iso := filepath.Join(filepath.Dir(dir), "bundle.iso")
 	if _, err := os.Stat(iso); err == nil {
@@ -91,7 +99,7 @@ func bundleISO(t *testing.T, bin, dir string) string {
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, bin, "bundle", "--from-dir", dir, "--kubernetes-version", KubernetesVersion, "-o", iso).CombinedOutput()
+	out, err := exec.CommandContext(ctx, bin, "bundle", "--from-dir", dir, "--kubernetes-version", version, "-o", iso).CombinedOutput()
 	if err != nil {
 		t.Fatalf("ksboot bundle --from-dir %s: %v\n%s", dir, err, out)
 	}
@@ -122,8 +130,11 @@ type run struct {
 func RunScenario(t *testing.T, env *Env, sc *Scenario) time.Duration {
 	r := &run{t: t, env: env, sc: sc, work: t.TempDir(), clusters: map[string]string{}, seeds: map[string]string{},
 		guests: map[string]*vm.Guest{}, times: newTimings()}
+	if _, ok := env.Releases[sc.Version()]; !ok {
+		t.Fatalf("scenario %s installs Kubernetes %s, for which the suite prepared no bundle", sc.Name, sc.Version())
+	}
 	r.art = artifactDir(t, sc.Name)
-	t.Logf("scenario %s: %s; artifacts in %s", sc.Name, sc.Summary, r.art)
+	t.Logf("scenario %s: %s; Kubernetes %s; artifacts in %s", sc.Name, sc.Summary, sc.Version(), r.art)
 	r.writeClusters()
 	if sc.Baseline != nil {
 		r.baselineSeeds()
@@ -212,7 +223,7 @@ func (r *run) startGuests(ctx context.Context) {
 			}
 		}
 		g := vm.Start(r.t, r.env.Image, vm.Options{Name: gs.Name, CPUs: gs.CPUs, MemMiB: gs.MemMiB, DiskMiB: gs.DiskMiB, TBMiB: gs.TBMiB,
-			Seed: r.seeds[gs.Seed], ExtraDrives: []string{r.env.BundleISO},
+			Seed: r.seeds[gs.Seed], ExtraDrives: []string{r.release().BundleISO},
 			NICs: []vm.NIC{{MAC: gs.MAC}}, Segment: r.seg})
 		if gs.Nice != 0 && gs.NiceOn == "" {
 			g.Renice(r.t, gs.Nice)
@@ -225,6 +236,9 @@ func (r *run) startGuests(ctx context.Context) {
 		r.mu.Unlock()
 	}
 }
+
+// release is what the scenario's Kubernetes release uses (Prepare made it).
+func (r *run) release() Release { return r.env.Releases[r.sc.Version()] }
 
 func (r *run) guest(name string) *vm.Guest {
 	r.mu.Lock()
@@ -568,7 +582,7 @@ func (r *run) kubectl(ctx context.Context, kubeconfig string, v any, args ...str
 func (r *run) kubectlOutput(ctx context.Context, kubeconfig string, args ...string) ([]byte, error) {
 	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	cmd := r.seg.Command(cctx, r.env.Kubectl, append([]string{"--kubeconfig", kubeconfig, "--request-timeout", "20s"}, args...)...)
+	cmd := r.seg.Command(cctx, r.release().Kubectl, append([]string{"--kubeconfig", kubeconfig, "--request-timeout", "20s"}, args...)...)
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()

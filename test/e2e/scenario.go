@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -11,6 +12,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/ksboot/ksboot/versions"
 )
 
 // Scenario is one black-box run, read from scenarios/<name>.yaml.
@@ -23,6 +26,11 @@ type Scenario struct {
 	// ClustersFrom takes the clusters of another scenario in the same directory, by name,
 	// instead of writing them again (single-node runs mdns-cluster's cluster file alone).
 	ClustersFrom string `yaml:"clustersFrom"`
+	// KubernetesVersion, when set, replaces spec.kubernetes.version in every cluster file:
+	// the same scenario at another release of the version matrix (single-node-1.26 is
+	// single-node at the KubeSphere guide's v1.26.5). The guests' bundle holds the scenario's
+	// release either way (Scenario.Version).
+	KubernetesVersion string `yaml:"kubernetesVersion"`
 	// Seeds are `ksboot build-seed` runs: Args are added to -f <cluster> -o <dir>.
 	Seeds []Seed `yaml:"seeds"`
 	// Guests are the machines, all on one private segment (10.77.0.0/24, the host side at
@@ -34,7 +42,13 @@ type Scenario struct {
 	// Deadline bounds the whole run after the last guest is switched on.
 	Deadline Duration `yaml:"deadline"`
 	Expect   Expect   `yaml:"expect"`
+
+	// version is the Kubernetes release of every cluster file, after KubernetesVersion.
+	version string
 }
+
+// Version is the Kubernetes release the scenario installs: its cluster files' (one for all).
+func (s *Scenario) Version() string { return s.version }
 
 // Seed is one build-seed run; its output file is <Name>.iso.
 type Seed struct {
@@ -134,6 +148,9 @@ func LoadScenario(path string) (*Scenario, error) {
 			return nil, fmt.Errorf("%s: clustersFrom %q: that scenario takes its clusters from %q; name that one", path, s.ClustersFrom, other.ClustersFrom)
 		}
 		s.Clusters = other.Clusters
+	}
+	if err := s.setVersion(); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	if err := s.check(); err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
@@ -250,4 +267,62 @@ func Scenarios(dir string) (map[string]string, error) {
 func (s *Scenario) guest(name string) GuestSpec {
 	i := slices.IndexFunc(s.Guests, func(g GuestSpec) bool { return g.Name == name })
 	return s.Guests[i]
+}
+
+// setVersion applies KubernetesVersion to every cluster file and records the one release they
+// all install: the guests share one bundle, which holds one release.
+func (s *Scenario) setVersion() error {
+	clusters := map[string]string{}
+	for _, name := range slices.Sorted(maps.Keys(s.Clusters)) {
+		var doc yaml.Node
+		if err := yaml.Unmarshal([]byte(s.Clusters[name]), &doc); err != nil {
+			return fmt.Errorf("cluster %s: %w", name, err)
+		}
+		v := yamlPath(&doc, "spec", "kubernetes", "version")
+		if v == nil || v.Kind != yaml.ScalarNode {
+			return fmt.Errorf("cluster %s: no spec.kubernetes.version (the scenario's bundle needs one release)", name)
+		}
+		if s.KubernetesVersion != "" && v.Value != s.KubernetesVersion {
+			v.Value = s.KubernetesVersion
+			out, err := yaml.Marshal(&doc)
+			if err != nil {
+				return fmt.Errorf("cluster %s: %w", name, err)
+			}
+			clusters[name] = string(out)
+		} else {
+			clusters[name] = s.Clusters[name]
+		}
+		if s.version != "" && v.Value != s.version {
+			return fmt.Errorf("cluster %s installs Kubernetes %s, another cluster %s: one bundle holds one release", name, v.Value, s.version)
+		}
+		s.version = v.Value
+	}
+	if _, err := versions.Lookup(s.version); err != nil {
+		return fmt.Errorf("kubernetes version: %w", err)
+	}
+	s.Clusters = clusters
+	return nil
+}
+
+// yamlPath returns the value node at a path of mapping keys, or nil.
+func yamlPath(n *yaml.Node, keys ...string) *yaml.Node {
+	if n.Kind == yaml.DocumentNode && len(n.Content) == 1 {
+		n = n.Content[0]
+	}
+	for _, k := range keys {
+		if n.Kind != yaml.MappingNode {
+			return nil
+		}
+		var next *yaml.Node
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			if n.Content[i].Value == k {
+				next = n.Content[i+1]
+			}
+		}
+		if next == nil {
+			return nil
+		}
+		n = next
+	}
+	return n
 }

@@ -2,9 +2,13 @@ package e2e
 
 import (
 	"os"
+	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
+
+	"gopkg.in/yaml.v3"
 )
 
 func TestTimingsTable(t *testing.T) {
@@ -71,4 +75,56 @@ func TestClustersFrom(t *testing.T) {
 	if single.Clusters["main"] == "" || single.Clusters["main"] != mdns.Clusters["main"] {
 		t.Errorf("single-node's cluster main is not mdns-cluster's:\n%s", single.Clusters["main"])
 	}
+}
+
+// TestKubernetesVersionOverride: single-node-1.26 is single-node's cluster at v1.26.5, every
+// other field unchanged, and the suite prepares its bundle at that release.
+func TestKubernetesVersionOverride(t *testing.T) {
+	v126, err := LoadScenario("scenarios/single-node-1.26.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	base, err := LoadScenario("scenarios/single-node.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v126.Version() != "v1.26.5" || base.Version() == "v1.26.5" || base.Version() == "" {
+		t.Fatalf("versions %q and %q, want v1.26.5 and the cluster file's own", v126.Version(), base.Version())
+	}
+	var a, b map[string]any
+	if err := yaml.Unmarshal([]byte(v126.Clusters["main"]), &a); err != nil {
+		t.Fatal(err)
+	}
+	if err := yaml.Unmarshal([]byte(base.Clusters["main"]), &b); err != nil {
+		t.Fatal(err)
+	}
+	k := a["spec"].(map[string]any)["kubernetes"].(map[string]any)
+	if k["version"] != "v1.26.5" {
+		t.Errorf("spec.kubernetes.version = %v, want v1.26.5", k["version"])
+	}
+	k["version"] = b["spec"].(map[string]any)["kubernetes"].(map[string]any)["version"]
+	if !reflect.DeepEqual(a, b) {
+		t.Errorf("the override changed more than spec.kubernetes.version:\n%s\nvs\n%s", v126.Clusters["main"], base.Clusters["main"])
+	}
+	// A release outside the matrix is refused when the scenario loads.
+	dir := t.TempDir()
+	bad := strings.Replace(mustRead(t, "scenarios/single-node-1.26.yaml"), "kubernetesVersion: v1.26.5", "kubernetesVersion: v1.19.0", 1)
+	if err := writeFile0(filepath.Join(dir, "bad.yaml"), bad); err != nil {
+		t.Fatal(err)
+	}
+	if err := writeFile0(filepath.Join(dir, "mdns-cluster.yaml"), mustRead(t, "scenarios/mdns-cluster.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadScenario(filepath.Join(dir, "bad.yaml")); err == nil || !strings.Contains(err.Error(), "v1.19.0") {
+		t.Errorf("a scenario at v1.19.0 loaded (err %v), want an error naming the version", err)
+	}
+}
+
+func mustRead(t *testing.T, p string) string {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }

@@ -22,9 +22,15 @@ import (
 	"github.com/ksboot/ksboot/test/bundle"
 	"github.com/ksboot/ksboot/test/ksbootbin"
 	"github.com/ksboot/ksboot/test/vm"
+	"github.com/ksboot/ksboot/versions"
 )
 
-const k8sVersion = "v1.37.2"
+// k8sVersion is the KubeSphere guide's release (KubeSphere v3.4 installs it), so this test
+// proves the older line of the version matrix: containerd 1.7 with its version-2
+// configuration and runc, crictl and kubelet of that row. CI's e2e scenario (single-node-1.26)
+// uses the same release, so the two share every build. The newest row is proven by the e2e
+// suite's scenarios at their cluster files' version.
+const k8sVersion = "v1.26.5"
 
 // clusterFile is one control plane that initialises the cluster, with static discovery (its
 // own address; nothing to wait for), the bundle found by its label, and the checks a small TCG
@@ -161,6 +167,8 @@ func checkGuest(t *testing.T, g *vm.Guest, m *artifacts.Manifest, agentSum strin
 			t.Errorf("package %s is not installed in the guest", p)
 		}
 	}
+	row := versions.MustLookup(k8sVersion)
+	bare := func(v string) string { return regexp.QuoteMeta(strings.TrimPrefix(v, "v")) }
 	for _, re := range []string{
 		// install's steps, as the agent prints them on the console.
 		`ksboot: install: packages: installed .*socat.* from bundle ` + regexp.QuoteMeta(artifacts.MountPoint),
@@ -168,7 +176,7 @@ func checkGuest(t *testing.T, g *vm.Guest, m *artifacts.Manifest, agentSum strin
 		`ksboot: install: runtime: containerd configured .* and running`,
 		// Verify ran every binary: kubeadm, kubelet, kubectl, containerd, runc, crictl.
 		`ksboot: install: verify: kubeadm ` + k8sVersion + `, kubelet ` + k8sVersion + `, kubectl ` + k8sVersion +
-			`, containerd v?2\.4\.2\S*, runc v?1\.5\.2\S*, crictl v1\.37\.0`,
+			`, containerd v?` + bare(row.Containerd) + `\S*, runc v?` + bare(row.Runc) + `\S*, crictl ` + regexp.QuoteMeta(row.Crictl),
 		// systemd started containerd (Type=notify: "Started" means it answered on its socket).
 		`Started containerd\.service`,
 		// and it answers over CRI, as kubelet will ask it (crictl info: RuntimeReady).
