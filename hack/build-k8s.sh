@@ -188,7 +188,6 @@ kubeadm_toolchain_cached=""
 kubeadm_toolchain() {
   if [[ -z "$kubeadm_toolchain_cached" ]]; then
     local json dir
-    [[ -n "$work" ]] || work="$(mktemp -d "${TMPDIR:-/tmp}/ksboot-build-k8s.XXXXXX")"
     mkdir -p "${work}/download"
     [[ -f "${work}/download/go.mod" ]] || echo "module ksboot.local/download" >"${work}/download/go.mod"
     json="$(cd "${work}/download" && go mod download -json "k8s.io/kubernetes@${version}")" ||
@@ -247,6 +246,9 @@ build_etcd() {
   log "built etcd in $(seconds "$start")s: $(installed_version etcd "${bin_dir}/etcd")"
 }
 
+# Made here, not in kubeadm_toolchain: that runs in command substitutions (subshells), whose
+# assignments the EXIT trap would never see.
+work="$(mktemp -d "${TMPDIR:-/tmp}/ksboot-build-k8s.XXXXXX")"
 for name in "${names[@]}"; do
   path="${bin_dir}/${name}"
   if [[ -x "$path" ]]; then
@@ -262,7 +264,6 @@ for name in "${names[@]}"; do
       log "etcd present but reports '${have}', want ${ETCD_VERSION}; rebuilding"
     fi
   fi
-  [[ -n "$work" ]] || work="$(mktemp -d "${TMPDIR:-/tmp}/ksboot-build-k8s.XXXXXX")"
   if [[ "$name" == etcd ]]; then
     build_etcd
   else
