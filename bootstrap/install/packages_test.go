@@ -88,7 +88,7 @@ func TestPackages(t *testing.T) {
 				out, err := dpkgAnswer(deb12...)
 				f.stub.Register(`^dpkg-query -W `, out, err)
 			},
-			console: "packages: socat, conntrack, ebtables, ipset, curl, openssl, tar already installed"},
+			console: "packages: socat, conntrack, ebtables, ipset, iptables, curl, openssl, tar already installed"},
 		{name: "debian, two missing", os: debian12,
 			setup: func(f *fixture) {
 				out, err := dpkgAnswer(without(deb12, "socat", "ipset")...)
@@ -111,7 +111,7 @@ func TestPackages(t *testing.T) {
 			setup: func(f *fixture) {
 				f.root.WriteFile("/usr/bin/dnf", []byte("#!/bin/sh\n"), 0o755)
 				out, err := rpmAnswer(rpms, "socat", "conntrack-tools")
-				f.stub.Register(`^rpm -q --whatprovides socat conntrack-tools ebtables ipset curl openssl tar$`, out, err)
+				f.stub.Register(`^rpm -q --whatprovides socat conntrack-tools ebtables ipset iptables curl openssl tar$`, out, err)
 				f.stub.Register(`^dnf install -y socat conntrack-tools$`, "", nil)
 				out, err = rpmAnswer(rpms)
 				f.stub.Register(`^rpm -q --whatprovides `, out, err)
@@ -146,7 +146,7 @@ func TestPackages(t *testing.T) {
 			bundle: []artifactstest.Extra{deb("socat", "debian-12"), deb("ipset", "debian-12"), deb("libipset13", "debian-12"), deb("socat", "ubuntu-22.04")},
 			setup: func(f *fixture) {
 				out, err := dpkgAnswer(without(deb12, "socat", "ipset")...)
-				f.stub.Register(`^dpkg-query -W .* socat conntrack ebtables ipset curl openssl tar$`, out, err)
+				f.stub.Register(`^dpkg-query -W .* socat conntrack ebtables ipset iptables curl openssl tar$`, out, err)
 				f.stub.Register(`^dpkg-query -W .* socat ipset libipset13$`, "", errExit1)
 				f.stub.Register(`^apt-get install -y --no-install-recommends -o DPkg::Lock::Timeout=300 \S+/srv/bundle/packages/debian-12/socat_1.0-1_amd64.deb \S+/ipset_1.0-1_amd64.deb \S+/libipset13_1.0-1_amd64.deb$`, "", nil)
 				out, err = dpkgAnswer(deb12...)

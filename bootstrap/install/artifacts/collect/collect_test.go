@@ -457,7 +457,7 @@ func TestKubernetesImagesInexact(t *testing.T) {
 	for _, tc := range []struct {
 		version string
 		warn    bool
-	}{{"v1.37.2", false}, {"v1.36.1", false}, {"v1.31.5", true}} {
+	}{{"v1.37.2", false}, {"v1.36.1", false}, {"v1.30.5", true}} {
 		var out bytes.Buffer
 		c := &collector{o: Options{Out: &out}, c: &cluster.Cluster{}}
 		c.o, _, _ = Options{Cluster: c.c, Out: &out, Arches: []string{"amd64"}, WorkDir: "x"}.check()
