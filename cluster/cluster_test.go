@@ -110,6 +110,16 @@ func TestSemanticChecks(t *testing.T) {
 		{"incompatible kubesphere", func(c *Cluster) {
 			c.Spec.KubeSphere = KubeSphere{Enabled: true, Version: "v3.4.1"}
 		}, "spec.kubesphere.version", true},
+		{"v3 password ks-installer refuses", func(c *Cluster) {
+			c.Spec.Kubernetes.Version = "v1.26.5"
+			c.Spec.KubeSphere = KubeSphere{Enabled: true, Version: "v3.4.1", Configuration: map[string]any{
+				"authentication": map[string]any{"adminPassword": "ALLUPPER123"}}}
+		}, "spec.kubesphere.configuration.authentication.adminPassword", false},
+		{"v3.3.0 ignores the password", func(c *Cluster) {
+			c.Spec.Kubernetes.Version = "v1.24.17"
+			c.Spec.KubeSphere = KubeSphere{Enabled: true, Version: "v3.3.0", Configuration: map[string]any{
+				"authentication": map[string]any{"adminPassword": "Secr3tPw"}}}
+		}, "spec.kubesphere.configuration.authentication.adminPassword", true},
 		{"static discovery without address", func(c *Cluster) {
 			c.Spec.Discovery.Mode = "static"
 			c.Spec.Hosts[0].Address = ""

@@ -222,6 +222,7 @@ func (w *walker) decode(n *yaml.Node, v reflect.Value, path string) {
 				return
 			}
 			v.Set(m.Elem())
+			w.passthroughLines(n, path, 0)
 			return
 		}
 		if n.Kind != yaml.MappingNode {
@@ -252,6 +253,23 @@ func (w *walker) decode(n *yaml.Node, v reflect.Value, path string) {
 			return
 		}
 		v.Set(target.Elem())
+	}
+}
+
+// passthroughLines records the lines of the keys inside a free-form mapping, so problems
+// found in it later (validate's KubeSphere checks) point at their line. Only mappings are
+// followed, to the decoder's depth limit; aliases are not.
+func (w *walker) passthroughLines(n *yaml.Node, path string, depth int) {
+	if n.Kind != yaml.MappingNode || depth > 64 {
+		return
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, val := n.Content[i], n.Content[i+1]
+		fp := join(path, k.Value)
+		if _, seen := w.src.lines[fp]; !seen {
+			w.src.lines[fp] = k.Line
+		}
+		w.passthroughLines(val, fp, depth+1)
 	}
 }
 

@@ -418,6 +418,47 @@ func (v *validator) kubesphere(c *Cluster) {
 	if ks.Chart != "" && maj == 3 {
 		v.warnf("spec.kubesphere.chart", "v3.x installs through ks-installer; the chart is used only for v4.x")
 	}
+	v.adminPassword(ks, maj)
+}
+
+// installerPassword is the rule of ks-installer's precheck (roles/preinstall): a password with
+// a lower-case letter, an upper-case letter and a digit, or a bcrypt hash.
+var (
+	bcryptHash    = regexp.MustCompile(`^\$2[ayb]\$.{56}$`)
+	passwordLower = regexp.MustCompile(`[a-z]`)
+	passwordUpper = regexp.MustCompile(`[A-Z]`)
+	passwordDigit = regexp.MustCompile(`[0-9]`)
+)
+
+// adminPassword checks authentication.adminPassword of spec.kubesphere.configuration before
+// a node finds out: for v3 it is what ks-installer's precheck refuses (it fails the install
+// after the cluster is up); the password itself is never part of a message.
+func (v *validator) adminPassword(ks KubeSphere, major int) {
+	const path = "spec.kubesphere.configuration.authentication.adminPassword"
+	auth, _ := ks.Configuration["authentication"].(map[string]any)
+	raw, ok := auth["adminPassword"]
+	if !ok || raw == nil {
+		return
+	}
+	pw, isString := raw.(string)
+	if !isString {
+		v.errorf(path, "must be a string")
+		return
+	}
+	if major != 3 || pw == "" {
+		return // v3: empty means ks-installer generates one; v4 takes any password
+	}
+	_, minor, patch, _ := parseVersion(ks.Version)
+	if minor < 3 || minor == 3 && patch < 1 {
+		v.warnf(path, "ks-installer %s ignores it and creates the admin account with P@88w0rd; change the password after login", ks.Version)
+		return
+	}
+	if bcryptHash.MatchString(pw) {
+		return
+	}
+	if !passwordLower.MatchString(pw) || !passwordUpper.MatchString(pw) || !passwordDigit.MatchString(pw) {
+		v.errorf(path, "ks-installer refuses a password without at least one lower-case letter, one upper-case letter and one digit (or a bcrypt hash); leave it empty to have ks-installer generate one")
+	}
 }
 
 func (v *validator) discovery(c *Cluster) {
