@@ -24,6 +24,10 @@ const (
 	// with the init node but install their runtime and pull images themselves, and the last
 	// control planes join one at a time.
 	DefaultNodeTimeout = 30 * time.Minute
+	// DefaultStorageTimeout bounds the wait for the OpenEBS provisioner and its default
+	// StorageClass once every node is Ready: the provisioner's image is small, but on a loaded
+	// control plane starting a pod sandbox alone took minutes (docs/design-notes.md, run 20).
+	DefaultStorageTimeout = 15 * time.Minute
 	// DefaultInterval is how often waits look again.
 	DefaultInterval = 5 * time.Second
 )
@@ -46,6 +50,9 @@ type Options struct {
 	CalicoArtifact *Artifact
 	// NodeTimeout bounds the node Ready wait; zero means DefaultNodeTimeout.
 	NodeTimeout time.Duration
+	// StorageTimeout bounds the wait for OpenEBS LocalPV (the provisioner Deployment available,
+	// StorageClass openebs-hostpath the default); zero means DefaultStorageTimeout.
+	StorageTimeout time.Duration
 	// Interval is the polling interval of waits; zero means DefaultInterval.
 	Interval time.Duration
 	// Logger receives progress; nil discards it.
@@ -62,6 +69,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.NodeTimeout == 0 {
 		o.NodeTimeout = DefaultNodeTimeout
+	}
+	if o.StorageTimeout == 0 {
+		o.StorageTimeout = DefaultStorageTimeout
 	}
 	if o.Interval == 0 {
 		o.Interval = DefaultInterval
@@ -178,8 +188,11 @@ func DryRun(ctx context.Context, dir string, o Options) ([]string, []Fetch, erro
 }
 
 // Run is the addons step on the init node: apply the CNI and the default storage by
-// server-side apply, then label the nodes and wait until every node is Ready. Running it again
-// on a finished cluster changes nothing.
+// server-side apply, then label the nodes and wait until every node is Ready, and then, when
+// ksboot deployed OpenEBS, until its provisioner is available and openebs-hostpath is the
+// default StorageClass (the provisioner's pod needs the pod network, so it comes after the
+// nodes; KubeSphere, the next step, claims volumes of the default class). Running it again on a
+// finished cluster changes nothing.
 func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 	o = o.withDefaults()
 	kc, err := kube.New(cfg)
@@ -190,6 +203,7 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 	if err != nil {
 		return err
 	}
+	openebs := false
 	for _, comp := range comps {
 		if len(comp.Objects) == 0 {
 			o.Logger.InfoContext(ctx, "nothing to apply", "component", comp.Name)
@@ -199,8 +213,16 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 		if err := kc.Apply(ctx, comp.Objects); err != nil {
 			return err
 		}
+		openebs = openebs || comp.Name == "storage"
 	}
-	return WaitNodesReady(ctx, kc.Clientset, o.Cluster, o.Interval, o.NodeTimeout, func(r NodeReport) {
+	err = WaitNodesReady(ctx, kc.Clientset, o.Cluster, o.Interval, o.NodeTimeout, func(r NodeReport) {
 		o.Logger.InfoContext(ctx, "waiting for nodes", "state", r.String())
+	})
+	if err != nil || !openebs {
+		return err
+	}
+	o.Logger.InfoContext(ctx, "waiting for the default storage", "what", OpenEBSWaitWhat, "timeout", o.StorageTimeout)
+	return WaitOpenEBS(ctx, kc.Clientset, o.Interval, o.StorageTimeout, func(ps []kube.Problem) {
+		o.Logger.InfoContext(ctx, "waiting for the default storage", "pending", problemsText(ps))
 	})
 }

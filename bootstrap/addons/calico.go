@@ -158,11 +158,23 @@ func Load(ctx context.Context, src ManifestSource, a Artifact) ([]byte, error) {
 	return data, nil
 }
 
+// CalicoIPAutodetection is the IP_AUTODETECTION_METHOD ksboot gives calico-node: the first
+// InternalIP of the node as the kubelet registered it. The kubeadm step passes a host's static
+// address as the kubelet's --node-ip, so on a machine with several interfaces (VMs often have
+// a NAT interface besides the cluster network, with the same address on every VM) Calico
+// peers and tunnels over the address the rest of the cluster knows the node by. Upstream's
+// default, first-found, takes the first interface it sees instead. KubeKey gets the same
+// effect with can-reach=$(NODEIP).
+const CalicoIPAutodetection = "kubernetes-internal-ip"
+
 // Calico loads the Calico manifest from src, verifies it, and patches it for the cluster: the
 // IPv4 pool is the cluster's pod CIDR (CALICO_IPV4POOL_CIDR on the calico-node container;
-// upstream leaves it commented out and falls back to 192.168.0.0/16, which would not match
-// kubeadm's podSubnet), and every image is renamed for the cluster's registry. Patching works on
-// parsed objects, not text, so a reformatted manifest cannot silently escape it.
+// upstream ships it as a commented-out line, so it is added, and without it Calico falls back
+// to 192.168.0.0/16, which would not match kubeadm's podSubnet), the node address is detected
+// as CalicoIPAutodetection says, and every image, of init containers too, is renamed for the
+// cluster's registry. Other objects, the CustomResourceDefinitions among them, are left as
+// they are. Patching works on parsed objects, not text, so a reformatted manifest cannot
+// silently escape it.
 func Calico(ctx context.Context, c *cluster.Cluster, src ManifestSource, a Artifact) ([]*unstructured.Unstructured, error) {
 	data, err := Load(ctx, src, a)
 	if err != nil {
@@ -178,8 +190,13 @@ func Calico(ctx context.Context, c *cluster.Cluster, src ManifestSource, a Artif
 			return nil, fmt.Errorf("patching %s in %s: %w", kube.Describe(u), a.Name, err)
 		}
 		if u.GetKind() == "DaemonSet" && u.GetName() == "calico-node" {
-			if err := setContainerEnv(u, "calico-node", "CALICO_IPV4POOL_CIDR", c.Spec.Network.KubePodsCIDR); err != nil {
-				return nil, fmt.Errorf("patching %s in %s: %w", kube.Describe(u), a.Name, err)
+			for _, e := range [][2]string{
+				{"CALICO_IPV4POOL_CIDR", c.Spec.Network.KubePodsCIDR},
+				{"IP_AUTODETECTION_METHOD", CalicoIPAutodetection},
+			} {
+				if err := setContainerEnv(u, "calico-node", e[0], e[1]); err != nil {
+					return nil, fmt.Errorf("patching %s in %s: %w", kube.Describe(u), a.Name, err)
+				}
 			}
 			found = true
 		}

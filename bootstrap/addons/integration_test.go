@@ -2,12 +2,14 @@ package addons
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -99,7 +101,7 @@ func TestRunAgainstAPIServer(t *testing.T) {
 		c.Spec.Network.Plugin = "flannel"
 		c.Spec.Hosts[1].Labels = map[string]string{"disk": "ssd"}
 	})
-	o := Options{Cluster: c, NodeTimeout: 3 * time.Second, Interval: 200 * time.Millisecond}
+	o := Options{Cluster: c, NodeTimeout: 3 * time.Second, StorageTimeout: 2 * time.Second, Interval: 200 * time.Millisecond}
 
 	comps, err := Manifests(ctx, o)
 	if err != nil {
@@ -169,8 +171,20 @@ func TestRunAgainstAPIServer(t *testing.T) {
 		t.Errorf("generic worker labels %v, want the worker label", l)
 	}
 	setNode(t, cs, "worker-0a1b2c3d4e", corev1.ConditionTrue, "KubeletReady", "")
+
+	// Every node is Ready, but no controller-manager runs, so OpenEBS's provisioner never
+	// becomes available: the step waits for it, bounded, and says so.
+	err = Run(ctx, s.Config, o)
+	var we *kube.WaitError
+	if !errors.As(err, &we) || !kube.IsTimeout(err) {
+		t.Fatalf("Run with the OpenEBS provisioner unavailable = %v, want a timed-out *kube.WaitError", err)
+	}
+	if want := "deployment openebs/openebs-localpv-provisioner: NotAvailable"; !strings.Contains(err.Error(), want) {
+		t.Errorf("error lacks %q:\n%v", want, err)
+	}
+	setDeploymentAvailable(t, cs, OpenEBSNamespace, OpenEBSDeployment)
 	if err := Run(ctx, s.Config, o); err != nil {
-		t.Fatalf("Run with every node Ready: %v", err)
+		t.Fatalf("Run with every node Ready and OpenEBS available: %v", err)
 	}
 
 	// A finished cluster: running the step again must not change a single object.
@@ -243,5 +257,247 @@ func TestCalicoAgainstAPIServer(t *testing.T) {
 	}
 	if _, err := cs.StorageV1().StorageClasses().Get(ctx, OpenEBSStorageClass, metav1.GetOptions{}); err == nil {
 		t.Error("OpenEBS was deployed although spec.storage.defaultClass names another class")
+	}
+}
+
+// setDeploymentAvailable stands in for the deployment controller: it reports every replica of
+// the Deployment's current generation available, through the status subresource.
+func setDeploymentAvailable(t *testing.T, cs kubernetes.Interface, ns, name string) {
+	t.Helper()
+	ctx := context.Background()
+	d, err := cs.AppsV1().Deployments(ns).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := int32(1)
+	if d.Spec.Replicas != nil {
+		n = *d.Spec.Replicas
+	}
+	d.Status = appsv1.DeploymentStatus{
+		ObservedGeneration: d.Generation, Replicas: n, UpdatedReplicas: n, ReadyReplicas: n, AvailableReplicas: n,
+		Conditions: []appsv1.DeploymentCondition{{Type: appsv1.DeploymentAvailable, Status: corev1.ConditionTrue, Reason: "MinimumReplicasAvailable"}},
+	}
+	if _, err := cs.AppsV1().Deployments(ns).UpdateStatus(ctx, d, metav1.UpdateOptions{}); err != nil {
+		t.Fatalf("setting the status of deployment %s/%s: %v", ns, name, err)
+	}
+}
+
+// TestOpenEBSWaitAgainstAPIServer: the wait for the default storage times out while the
+// provisioner is not available, naming the Deployment, the pod that cannot pull its image
+// (with the image and what to do) and a StorageClass that lost its default mark; it finishes
+// once the Deployment is available and the class is the default again.
+func TestOpenEBSWaitAgainstAPIServer(t *testing.T) {
+	s := apiserver.Start(t)
+	ctx := context.Background()
+	kc, err := kube.New(s.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs := kc.Clientset
+	c := testCluster(t, nil)
+	objs, err := OpenEBS(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := kc.Apply(ctx, objs); err != nil {
+		t.Fatal(err)
+	}
+	const interval, timeout = 200 * time.Millisecond, 1500 * time.Millisecond
+
+	// No controller-manager: stand in for the ReplicaSet with a pod whose image cannot be pulled.
+	pod, err := cs.CoreV1().Pods(OpenEBSNamespace).Create(ctx, &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: OpenEBSDeployment + "-6f7d9c-x2k4q", Labels: map[string]string{"name": OpenEBSDeployment}},
+		Spec: corev1.PodSpec{ServiceAccountName: openEBSServiceAccount, NodeName: "node1", Containers: []corev1.Container{
+			{Name: "openebs-provisioner-hostpath", Image: OpenEBSProvisionerImage},
+		}},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pod.Status.Phase = corev1.PodPending
+	pod.Status.ContainerStatuses = []corev1.ContainerStatus{{
+		Name: "openebs-provisioner-hostpath", Image: OpenEBSProvisionerImage,
+		State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{
+			Reason: "ImagePullBackOff", Message: `Back-off pulling image "` + OpenEBSProvisionerImage + `"`,
+		}},
+	}}
+	if _, err := cs.CoreV1().Pods(OpenEBSNamespace).UpdateStatus(ctx, pod, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	// Someone else unmarked the class (another tool made its own class the default).
+	sc, err := cs.StorageV1().StorageClasses().Get(ctx, OpenEBSStorageClass, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc.Annotations[defaultStorageClassLabel] = "false"
+	if _, err := cs.StorageV1().StorageClasses().Update(ctx, sc, metav1.UpdateOptions{FieldManager: "someone-else"}); err != nil {
+		t.Fatal(err)
+	}
+
+	var progress []string
+	start := time.Now()
+	err = WaitOpenEBS(ctx, cs, interval, timeout, func(ps []kube.Problem) { progress = append(progress, problemsText(ps)) })
+	var we *kube.WaitError
+	if !errors.As(err, &we) || !kube.IsTimeout(err) {
+		t.Fatalf("WaitOpenEBS = %v, want a timed-out *kube.WaitError", err)
+	}
+	if d := time.Since(start); d > 30*time.Second {
+		t.Errorf("WaitOpenEBS took %s with a %s timeout", d, timeout)
+	}
+	for _, want := range []string{
+		"waiting for " + OpenEBSWaitWhat,
+		"deployment openebs/openebs-localpv-provisioner: NotAvailable (not processed by the deployment controller yet; is kube-controller-manager running?)",
+		`storageclass openebs-hostpath: NotDefault (annotation storageclass.kubernetes.io/is-default-class="false"`,
+		"pod openebs/openebs-localpv-provisioner-6f7d9c-x2k4q: ImagePullBackOff docker.io/openebs/provisioner-localpv:4.4.0",
+		"could not pull docker.io/openebs/provisioner-localpv:4.4.0",
+		"spec.registry.privateRegistry",
+		"ksboot agent phase addons",
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q:\n%v", want, err)
+		}
+	}
+	t.Logf("timeout diagnosis:\n%v", err)
+	if len(progress) != 1 || !strings.Contains(progress[0], "deployment openebs/openebs-localpv-provisioner: NotAvailable") {
+		t.Errorf("progress reports %q, want one naming the Deployment", progress)
+	}
+
+	// Without a pull problem, the advice points at the pods and events instead.
+	if err := cs.CoreV1().Pods(OpenEBSNamespace).Delete(ctx, pod.Name, metav1.DeleteOptions{GracePeriodSeconds: new(int64)}); err != nil {
+		t.Fatal(err)
+	}
+	err = WaitOpenEBS(ctx, cs, interval, timeout, nil)
+	if err == nil || !strings.Contains(err.Error(), "kubectl -n openebs describe pods -l name=openebs-localpv-provisioner") ||
+		strings.Contains(err.Error(), "could not pull") {
+		t.Errorf("WaitOpenEBS without pods = %v, want the describe advice", err)
+	}
+
+	// Available, but the class is still not the default: not done.
+	setDeploymentAvailable(t, cs, OpenEBSNamespace, OpenEBSDeployment)
+	err = WaitOpenEBS(ctx, cs, interval, timeout, nil)
+	if err == nil || strings.Contains(err.Error(), "deployment openebs/openebs-localpv-provisioner: ") || !strings.Contains(err.Error(), "NotDefault") {
+		t.Fatalf("WaitOpenEBS with the class unmarked = %v, want only the StorageClass reported", err)
+	}
+	// The step's apply takes the annotation back (forced server-side apply).
+	if err := kc.Apply(ctx, objs); err != nil {
+		t.Fatal(err)
+	}
+	if err := WaitOpenEBS(ctx, cs, interval, timeout, nil); err != nil {
+		t.Fatalf("WaitOpenEBS with the provisioner available and the class default: %v", err)
+	}
+}
+
+// TestCalicoRealStructureAgainstAPIServer applies a manifest with the structure of upstream's
+// calico.yaml, patched for a private registry, to a real API server by server-side apply, twice:
+// every object is stored (the CustomResourceDefinitions with the schema they were written
+// with), calico-node has the pool CIDR, the address detection method and the registry's
+// images, init containers included, and the second apply changes no object.
+func TestCalicoRealStructureAgainstAPIServer(t *testing.T) {
+	s := apiserver.Start(t)
+	ctx := context.Background()
+	c := testCluster(t, func(c *cluster.Cluster) {
+		c.Spec.Network.KubePodsCIDR = "10.233.64.0/18"
+		c.Spec.Registry.PrivateRegistry = "reg.local"
+	})
+	manifest := readCalicoStructure(t)
+	art := serveCalico(t, "calico-"+CalicoVersion+".yaml", manifest)
+	objs, err := Calico(ctx, c, HTTPSource{}, art)
+	if err != nil {
+		t.Fatal(err)
+	}
+	orig, err := kube.ParseYAML(art.Name, manifest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kc, err := kube.New(s.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	versions := func() map[string]string {
+		t.Helper()
+		out := map[string]string{}
+		for _, u := range objs {
+			live, err := kc.Get(ctx, u)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out[kube.Describe(u)] = live.GetResourceVersion()
+		}
+		return out
+	}
+
+	if err := kc.Apply(ctx, objs); err != nil {
+		t.Fatalf("first apply: %v", err)
+	}
+	first := versions()
+	if len(first) != len(objs) {
+		t.Fatalf("%d objects stored, %d applied", len(first), len(objs))
+	}
+	if err := kc.Apply(ctx, objs); err != nil {
+		t.Fatalf("second apply: %v", err)
+	}
+	for k, v := range versions() {
+		if first[k] != v {
+			t.Errorf("%s: resourceVersion %s → %s on the second apply", k, first[k], v)
+		}
+	}
+
+	for i, u := range orig {
+		if u.GetKind() != "CustomResourceDefinition" {
+			continue
+		}
+		live, err := kc.Get(ctx, objs[i])
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, _, _ := unstructured.NestedSlice(u.Object, "spec", "versions")
+		got, _, _ := unstructured.NestedSlice(live.Object, "spec", "versions")
+		// Compared as JSON: the manifest's numbers parse as float64, the server's as int64.
+		wantSchema, _ := json.Marshal(want[0].(map[string]any)["schema"])
+		gotSchema, _ := json.Marshal(got[0].(map[string]any)["schema"])
+		if string(gotSchema) != string(wantSchema) {
+			t.Errorf("%s: stored schema differs from the manifest's:\n%s\nwant\n%s", kube.Describe(u), gotSchema, wantSchema)
+		}
+	}
+	// The pool the API server now serves accepts the cluster's CIDR (calico-node would create
+	// this object from CALICO_IPV4POOL_CIDR on its first start).
+	pool := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "crd.projectcalico.org/v1", "kind": "IPPool",
+		"metadata": map[string]any{"name": "default-ipv4-ippool"},
+		"spec":     map[string]any{"cidr": c.Spec.Network.KubePodsCIDR, "ipipMode": "Always", "natOutgoing": true, "blockSize": int64(26)},
+	}}
+	if err := kc.ApplyOne(ctx, pool); err != nil {
+		t.Fatalf("applying an IPPool of the applied CRD: %v", err)
+	}
+
+	ds, err := kc.Clientset.AppsV1().DaemonSets("kube-system").Get(ctx, "calico-node", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var images []string
+	for _, ctr := range append(ds.Spec.Template.Spec.InitContainers, ds.Spec.Template.Spec.Containers...) {
+		images = append(images, ctr.Name+"="+ctr.Image)
+	}
+	if want := []string{
+		"upgrade-ipam=reg.local/calico/cni:v3.28.2", "install-cni=reg.local/calico/cni:v3.28.2",
+		"mount-bpffs=reg.local/calico/node:v3.28.2", "calico-node=reg.local/calico/node:v3.28.2",
+	}; !slices.Equal(images, want) {
+		t.Errorf("stored calico-node images %v, want %v", images, want)
+	}
+	env := map[string][]string{}
+	for _, e := range ds.Spec.Template.Spec.Containers[0].Env {
+		env[e.Name] = append(env[e.Name], e.Value)
+	}
+	for name, want := range map[string]string{"CALICO_IPV4POOL_CIDR": "10.233.64.0/18", "IP_AUTODETECTION_METHOD": CalicoIPAutodetection, "IP": "autodetect"} {
+		if !slices.Equal(env[name], []string{want}) {
+			t.Errorf("stored calico-node %s = %q, want %q", name, env[name], want)
+		}
+	}
+	kcd, err := kc.Clientset.AppsV1().Deployments("kube-system").Get(ctx, "calico-kube-controllers", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if img := kcd.Spec.Template.Spec.Containers[0].Image; img != "reg.local/calico/kube-controllers:v3.28.2" {
+		t.Errorf("stored calico-kube-controllers image %s", img)
 	}
 }

@@ -1,13 +1,21 @@
 package addons
 
 import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	storagev1 "k8s.io/api/storage/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/ptr"
 
 	"github.com/ksboot/ksboot/bootstrap/addons/kube"
@@ -133,4 +141,93 @@ func OpenEBS(c *cluster.Cluster) ([]*unstructured.Unstructured, error) {
 		},
 	}
 	return kube.ToUnstructured(objs...)
+}
+
+// OpenEBSWaitWhat names what WaitOpenEBS waits for, in messages.
+var OpenEBSWaitWhat = fmt.Sprintf("OpenEBS LocalPV (deployment %s/%s available, StorageClass %s the default)",
+	OpenEBSNamespace, OpenEBSDeployment, OpenEBSStorageClass)
+
+// CheckOpenEBS reports what keeps the default storage from being usable: the provisioner
+// Deployment missing or not available, the StorageClass missing or not marked default. No
+// problems means PVCs that name no class can be provisioned. An error is a failed read, worth
+// another try.
+func CheckOpenEBS(ctx context.Context, cs kubernetes.Interface) ([]kube.Problem, error) {
+	var out []kube.Problem
+	dep := "deployment " + OpenEBSNamespace + "/" + OpenEBSDeployment
+	d, err := cs.AppsV1().Deployments(OpenEBSNamespace).Get(ctx, OpenEBSDeployment, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+		out = append(out, kube.Problem{Object: dep, Reason: "NotFound", Message: "not created; the addons step applies it"})
+	case err != nil:
+		return nil, fmt.Errorf("reading %s: %w", dep, err)
+	default:
+		if ok, why := kube.DeploymentAvailable(d); !ok {
+			out = append(out, kube.Problem{Object: dep, Reason: "NotAvailable", Message: why})
+		}
+	}
+	sc := "storageclass " + OpenEBSStorageClass
+	s, err := cs.StorageV1().StorageClasses().Get(ctx, OpenEBSStorageClass, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+		out = append(out, kube.Problem{Object: sc, Reason: "NotFound", Message: "not created; the addons step applies it"})
+	case err != nil:
+		return nil, fmt.Errorf("reading %s: %w", sc, err)
+	case s.Annotations[defaultStorageClassLabel] != "true":
+		out = append(out, kube.Problem{Object: sc, Reason: "NotDefault",
+			Message: fmt.Sprintf("annotation %s=%q, want \"true\": PVCs that name no class would stay Pending",
+				defaultStorageClassLabel, s.Annotations[defaultStorageClassLabel])})
+	}
+	return out, nil
+}
+
+// WaitOpenEBS waits, bounded by timeout, until CheckOpenEBS finds nothing missing. progress,
+// if not nil, is called whenever the list of problems changes. On timeout the error is a
+// *kube.WaitError (wrapping kube.ErrTimeout) naming the Deployment and StorageClass problems
+// and the pods of the openebs namespace that are not ready and why, followed by what to do.
+func WaitOpenEBS(ctx context.Context, cs kubernetes.Interface, interval, timeout time.Duration, progress func([]kube.Problem)) error {
+	pending := []kube.Problem{{Object: "deployment " + OpenEBSNamespace + "/" + OpenEBSDeployment, Reason: "Unknown", Message: "not read yet"}}
+	lastText := ""
+	err := kube.Poll(ctx, interval, timeout, func(ctx context.Context) (bool, error) {
+		now, err := CheckOpenEBS(ctx, cs)
+		if err != nil {
+			return false, err
+		}
+		pending = now
+		if s := problemsText(now); s != lastText && progress != nil && len(now) > 0 {
+			lastText = s
+			progress(now)
+		}
+		return len(now) == 0, nil
+	})
+	if err == nil {
+		return nil
+	}
+	we := kube.NewWaitError(ctx, cs, OpenEBSWaitWhat, err, pending, OpenEBSNamespace)
+	return fmt.Errorf("%w\n%s", we, openEBSHint(we))
+}
+
+// openEBSHint says what to do about a failed OpenEBS wait.
+func openEBSHint(we *kube.WaitError) string {
+	again := "run `ksboot agent phase addons` on this node to finish the step"
+	var imgs []string
+	for _, p := range we.ImagePullProblems() {
+		if p.Image != "" && !slices.Contains(imgs, p.Image) {
+			imgs = append(imgs, p.Image)
+		}
+	}
+	if len(imgs) > 0 {
+		return fmt.Sprintf("could not pull %s. Nodes pull from spec.registry.privateRegistry when it is set, "+
+			"from upstream otherwise: copy the image there (`ksboot bundle` collects OpenEBS's images) "+
+			"or correct spec.registry, then %s.", strings.Join(imgs, ", "), again)
+	}
+	return fmt.Sprintf("See `kubectl -n %s describe pods -l name=%s` and `kubectl -n %s get events`; "+
+		"once the provisioner runs, %s.", OpenEBSNamespace, OpenEBSDeployment, OpenEBSNamespace, again)
+}
+
+func problemsText(ps []kube.Problem) string {
+	s := make([]string, len(ps))
+	for i, p := range ps {
+		s[i] = p.String()
+	}
+	return strings.Join(s, "; ")
 }
