@@ -13,9 +13,15 @@
 //     server-side applied; completion is ks-installer's own status (status.core.status
 //     enabled, at the configured version).
 //   - v4.x: the ks-core chart is installed with the Helm SDK (helm.sh/helm/v3 action.Install,
-//     or action.Upgrade when the release exists with another chart or other values), with
-//     global.imageRegistry set and spec.kubesphere.configuration merged over the values.
-//     Completion is every Deployment of the release being available.
+//     or action.Upgrade when the release exists with another chart or other values), with the
+//     values of ChartValues (global.imageRegistry; extension.imageRegistry for a registry other
+//     than docker.io; each image's repository under spec.registry.namespaceOverride; portal
+//     hostname and port from the console address and NodePort; a pinned extensions museum tag
+//     where the chart says :latest) and spec.kubesphere.configuration merged over them. The
+//     chart is first rendered client-side (RenderParams): an image the values cannot move under
+//     the namespace override is refused before anything is applied. Helm runs the chart's
+//     hooks (ks-core's post-install Jobs run kubesphere/kubectl); completion is then every
+//     Deployment of the release being available. Hooks and Deployments share one deadline.
 //
 // Upstream suspended KubeSphere's open-source downloads in 2025, so nothing here assumes they
 // work: the image registry (spec.kubesphere.imageRegistry, else spec.registry.privateRegistry,
@@ -24,8 +30,14 @@
 // Default* constants). A chart that cannot be fetched is a *ChartError naming it, and a wait
 // that ends with pods in ImagePullBackOff names the images; both say how to point ksboot at a
 // mirror (MirrorHint). Every wait has a deadline (DefaultTimeout, configurable) and on timeout
-// lists the pods that are not ready and why (ImagePullBackOff <image>, Unschedulable, …).
+// lists the pods that are not ready and why (ImagePullBackOff <image>, Unschedulable, …). A
+// chart hook that does not finish is diagnosed the same way, instead of Helm's bare "timed out
+// waiting for the condition": the pods of the hook Jobs are watched while Helm waits (Helm
+// deletes a failed hook Job, and the garbage collector its pods, before the install returns),
+// and the error names the hook, its pod, the reason and the image (a *HookError inside a
+// kube.WaitError).
 //
-// Render writes the same objects (v3) or the rendered chart (v4) to kubesphere.yaml for
-// --dry-run.
+// Render writes the same objects (v3) or the rendered chart with its hooks, as `helm template`
+// prints it (v4), to kubesphere.yaml for --dry-run; `ksboot bundle` collects the images of the
+// same rendering (Rendered.Images), hooks included.
 package kubesphere

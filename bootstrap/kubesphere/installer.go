@@ -1,8 +1,6 @@
 package kubesphere
 
 import (
-	"strings"
-
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -112,65 +110,21 @@ func InstallerObjects(p Params) ([]*unstructured.Unstructured, error) {
 	if err != nil {
 		return nil, err
 	}
-	return append(out, ClusterConfiguration(p)), nil
+	cc, err := ClusterConfiguration(p)
+	if err != nil {
+		return nil, err
+	}
+	return append(out, cc), nil
 }
 
-// ClusterConfiguration returns the ClusterConfiguration ks-installer reads: ksboot's settings
-// (storage class, etcd endpoints, registry, zone, a minimal set of components) with
-// spec.kubesphere.configuration merged over them, so anything KubeSphere documents for this
-// object can be set in the cluster file.
-func ClusterConfiguration(p Params) *unstructured.Unstructured {
-	etcd := "localhost" // ks-installer's default, when no control-plane address is known
-	if len(p.EtcdEndpoints) > 0 {
-		etcd = strings.Join(p.EtcdEndpoints, ",")
-	}
-	// local_registry makes ks-installer pull every image, third-party ones included, from
-	// that registry; for upstream's own layout it stays empty, as upstream ships it.
-	localRegistry := p.ImageRegistry
-	if localRegistry == DefaultImageRegistry {
-		localRegistry = ""
-	}
-	off := map[string]any{"enabled": false}
-	spec := map[string]any{
-		"persistence":    map[string]any{"storageClass": p.StorageClass},
-		"authentication": map[string]any{"jwtSecret": ""},
-		"local_registry": localRegistry,
-		"etcd": map[string]any{
-			"monitoring": false, "endpointIps": etcd, "port": int64(2379), "tlsEnable": true,
-		},
-		"common": map[string]any{
-			"core": map[string]any{"console": map[string]any{
-				"enableMultiLogin": true, "port": int64(p.ConsolePort), "type": "NodePort",
-			}},
-			"redis":    off,
-			"openldap": off,
-			"monitoring": map[string]any{
-				"endpoint": "http://prometheus-operated.kubesphere-monitoring-system.svc:9090",
-			},
-		},
-		"alerting":       off,
-		"auditing":       off,
-		"devops":         off,
-		"events":         off,
-		"logging":        off,
-		"metrics_server": off,
-		"monitoring": map[string]any{
-			"storageClass": "", "node_exporter": map[string]any{"port": int64(9100)},
-		},
-		"multicluster": map[string]any{"clusterRole": "none"},
-		"network": map[string]any{
-			"networkpolicy": off,
-			"ippool":        map[string]any{"type": "none"},
-			"topology":      map[string]any{"type": "none"},
-		},
-		"openpitrix":  map[string]any{"store": off},
-		"servicemesh": off,
-		"edgeruntime": map[string]any{"enabled": false, "kubeedge": off},
-		"terminal":    map[string]any{"timeout": int64(600)},
-		"zone":        p.Zone,
-	}
-	if p.NamespaceOverride != "" {
-		spec["namespace_override"] = p.NamespaceOverride
+// ClusterConfiguration returns the ClusterConfiguration ks-installer reads: upstream's full
+// default spec for the KubeSphere minor (DefaultCCSpec) with ksboot's settings (storage class,
+// etcd endpoints, registry, zone, console port), and spec.kubesphere.configuration merged over
+// it, so anything KubeSphere documents for this object can be set in the cluster file.
+func ClusterConfiguration(p Params) (*unstructured.Unstructured, error) {
+	spec, err := ccSpec(p)
+	if err != nil {
+		return nil, err
 	}
 	u := &unstructured.Unstructured{Object: map[string]any{
 		"apiVersion": installerGroup + "/" + installerVersion,
@@ -181,7 +135,7 @@ func ClusterConfiguration(p Params) *unstructured.Unstructured {
 		},
 		"spec": merge(spec, p.Configuration),
 	}}
-	// Every map above is fresh, but merge may share nested values of p.Configuration; a deep
-	// copy keeps the caller's configuration out of reach of later edits of the object.
-	return u.DeepCopy()
+	// merge may share nested values of p.Configuration; a deep copy keeps the caller's
+	// configuration out of reach of later edits of the object.
+	return u.DeepCopy(), nil
 }

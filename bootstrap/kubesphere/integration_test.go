@@ -9,12 +9,15 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"helm.sh/helm/v3/pkg/action"
 	"helm.sh/helm/v3/pkg/release"
 	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -204,6 +207,41 @@ func TestInstallerV3AgainstAPIServer(t *testing.T) {
 			}
 		}
 	})
+
+	t.Run("generated password", func(t *testing.T) {
+		// An empty adminPassword makes ks-installer generate one and keep it in its Secret,
+		// where its own banner reads it; ksboot's banner must show that, not P@88w0rd.
+		o := o
+		o.Timeout = 20 * time.Second
+		o.Cluster = testCluster(t, "v3.4.1", func(c *cluster.Cluster) {
+			c.Spec.KubeSphere.Configuration = map[string]any{"authentication": map[string]any{"adminPassword": ""}}
+		})
+		b, err := Run(ctx, s.Config, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if b.Password != GeneratedPassword || !b.CustomPassword {
+			t.Errorf("without the installer's Secret the banner says %q, want %q", b.Password, GeneratedPassword)
+		}
+		const generated = "x7RvQ2mKp9LtWb4Z"
+		sec := &corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{Name: InstallerSecret, Namespace: Namespace},
+			Data:       map[string][]byte{InstallerSecretPasswordKey: []byte(generated)},
+		}
+		if _, err := cs.CoreV1().Secrets(Namespace).Create(ctx, sec, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if b, err = Run(ctx, s.Config, o); err != nil {
+			t.Fatal(err)
+		}
+		if b.Password != generated || !strings.Contains(b.String(), "Password: "+generated) {
+			t.Errorf("banner password %q, want the installer's %q", b.Password, generated)
+		}
+		issue, err := os.ReadFile(filepath.Join(root, IssueFile))
+		if err != nil || strings.Contains(string(issue), generated) {
+			t.Errorf("the login screen must not show a generated password (%v):\n%s", err, issue)
+		}
+	})
 }
 
 func mustDeployment(t *testing.T, cs kubernetes.Interface, name string) *appsv1.Deployment {
@@ -216,10 +254,11 @@ func mustDeployment(t *testing.T, cs kubernetes.Interface, name string) *appsv1.
 }
 
 // TestChartV4AgainstAPIServer drives the v4 path: a wrong chart URL fails clearly; the test
-// chart is installed with Helm (release deployed, ConfigMap and Deployment with the registry
-// override); the availability wait times out with the diagnosis (no controllers); a re-run
-// adds no Helm revision and changes no object; once the Deployment reports available the step
-// finishes with the banner.
+// chart is installed with Helm (release deployed after its post-install hook Job completed,
+// ConfigMap and Deployment with the registry override and the console URL); the availability
+// wait times out with the diagnosis (no controllers); a re-run adds no Helm revision and
+// changes no object; an upgrade runs the pre- and post-upgrade hooks; once the Deployments
+// report available the step finishes with the banner.
 func TestChartV4AgainstAPIServer(t *testing.T) {
 	s := apiserver.Start(t)
 	srv := chartServer(t)
@@ -234,7 +273,10 @@ func TestChartV4AgainstAPIServer(t *testing.T) {
 		c.Spec.KubeSphere.Chart = srv.URL + "/main/ks-core-1.1.4.tgz"
 		c.Spec.KubeSphere.Configuration = map[string]any{"console": map[string]any{"nodePort": 30990}}
 	})
-	o := Options{Cluster: c, HTTPClient: srv.Client(), Timeout: 2 * time.Second, Interval: 200 * time.Millisecond}
+	// The chart's hooks and its Deployments share the deadline.
+	o := Options{Cluster: c, HTTPClient: srv.Client(), Timeout: 5 * time.Second, Interval: 200 * time.Millisecond}
+	jobs := startJobStandIn(t, cs)
+	jobs.complete.Store(true)
 
 	t.Run("wrong chart URL", func(t *testing.T) {
 		bad := *c
@@ -277,8 +319,12 @@ func TestChartV4AgainstAPIServer(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if cm.Data["imageRegistry"] != "mirror.example.com/ks" || cm.Data["extensionRegistry"] != "mirror.example.com/ks" || cm.Data["consoleNodePort"] != "30990" {
+		if cm.Data["imageRegistry"] != "mirror.example.com/ks" || cm.Data["extensionRegistry"] != "mirror.example.com/ks" || cm.Data["consoleNodePort"] != "30990" ||
+			!strings.Contains(cm.Data["kubesphere.yaml"], `url: "http://192.168.0.11:30990"`) {
 			t.Errorf("chart values not applied: %v", cm.Data)
+		}
+		if got := jobs.ran(); !slices.Equal(got, []string{"ks-core-post-install"}) {
+			t.Errorf("hook Jobs %q, want the post-install hook", got)
 		}
 		if img := mustDeployment(t, cs, "ks-apiserver").Spec.Template.Spec.Containers[0].Image; img != "mirror.example.com/ks/kubesphere/ks-apiserver:v4.1.3" {
 			t.Errorf("ks-apiserver image %s, want the registry override", img)
@@ -315,18 +361,27 @@ func TestChartV4AgainstAPIServer(t *testing.T) {
 		if rel.Version != revision+1 || cm.Data["consoleNodePort"] != "30991" {
 			t.Errorf("revision %d (want %d), consoleNodePort %q", rel.Version, revision+1, cm.Data["consoleNodePort"])
 		}
+		if got, want := jobs.ran(), []string{"ks-core-post-install", "ks-core-crds-pre-upgrade", "ks-core-post-install"}; !slices.Equal(got, want) {
+			t.Errorf("hook Jobs %q, want %q", got, want)
+		}
 		revision = rel.Version
 	})
 
 	t.Run("available", func(t *testing.T) {
 		// Stand in for the deployment controller.
-		d := mustDeployment(t, cs, "ks-apiserver")
-		d.Status = appsv1.DeploymentStatus{
-			ObservedGeneration: d.Generation, Replicas: 1, UpdatedReplicas: 1, ReadyReplicas: 1, AvailableReplicas: 1,
-			Conditions: []appsv1.DeploymentCondition{{Type: appsv1.DeploymentAvailable, Status: corev1.ConditionTrue, Reason: "MinimumReplicasAvailable"}},
+		deps, err := ChartDeployments(lastRelease(t, kc))
+		if err != nil || len(deps) != 4 {
+			t.Fatalf("release Deployments %v (%v), want 4", deps, err)
 		}
-		if _, err := cs.AppsV1().Deployments(Namespace).UpdateStatus(ctx, d, metav1.UpdateOptions{}); err != nil {
-			t.Fatal(err)
+		for _, n := range deps {
+			d := mustDeployment(t, cs, n.Name)
+			d.Status = appsv1.DeploymentStatus{
+				ObservedGeneration: d.Generation, Replicas: 1, UpdatedReplicas: 1, ReadyReplicas: 1, AvailableReplicas: 1,
+				Conditions: []appsv1.DeploymentCondition{{Type: appsv1.DeploymentAvailable, Status: corev1.ConditionTrue, Reason: "MinimumReplicasAvailable"}},
+			}
+			if _, err := cs.AppsV1().Deployments(Namespace).UpdateStatus(ctx, d, metav1.UpdateOptions{}); err != nil {
+				t.Fatal(err)
+			}
 		}
 		changed := *c
 		changed.Spec.KubeSphere.Configuration = map[string]any{"console": map[string]any{"nodePort": 30991}}
@@ -359,3 +414,172 @@ func lastRelease(t *testing.T, kc *kube.Client) *release.Release {
 }
 
 func discardLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// TestChartV4HookAgainstAPIServer: a post-install hook whose pod cannot pull its image makes
+// the step fail, bounded by its timeout, with the diagnosis a Deployment gets (the hook, its
+// pod, the image, the mirror advice) instead of Helm's bare "timed out waiting for the
+// condition", although Helm deleted the failed hook Job (its hook-failed policy) and with it,
+// as the garbage collector would, the pod.
+func TestChartV4HookAgainstAPIServer(t *testing.T) {
+	s := apiserver.Start(t)
+	srv := chartServer(t)
+	ctx := context.Background()
+	cs := kubernetes.NewForConfigOrDie(s.Config)
+	kc, err := kube.New(s.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := testCluster(t, "v4.1.3", func(c *cluster.Cluster) {
+		c.Spec.KubeSphere.ImageRegistry = "mirror.example.com/ks"
+		c.Spec.KubeSphere.Chart = srv.URL + "/main/ks-core-1.1.4.tgz"
+	})
+	const timeout = 3 * time.Second
+	o := Options{Cluster: c, HTTPClient: srv.Client(), Timeout: timeout, Interval: 100 * time.Millisecond}
+	jobs := startJobStandIn(t, cs)
+
+	start := time.Now()
+	_, err = Run(ctx, s.Config, o)
+	if d := time.Since(start); d > timeout+20*time.Second {
+		t.Errorf("Run took %s with a %s timeout", d, timeout)
+	}
+	var we *kube.WaitError
+	var he *HookError
+	if !errors.As(err, &we) || !errors.As(err, &he) || !kube.IsTimeout(err) {
+		t.Fatalf("err = %v, want a timed-out *kube.WaitError about a *HookError", err)
+	}
+	const img = "mirror.example.com/ks/kubesphere/kubectl:v1.27.16"
+	for _, want := range []string{
+		"waiting for KubeSphere v4.1.3 (Helm release kubesphere-system/ks-core, post-install,post-upgrade hook ks-core/templates/post-install-job.yaml)",
+		"failed post-install: timed out waiting for the condition",
+		"job kubesphere-system/ks-core-post-install: NotComplete",
+		"pod kubesphere-system/ks-core-post-install-",
+		": ImagePullBackOff " + img + " (Back-off pulling image",
+		"could not pull " + img + ".",
+		"spec.kubesphere.imageRegistry",
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q:\n%v", want, err)
+		}
+	}
+	if strings.Contains(err.Error(), "error occurred") {
+		t.Errorf("error keeps Helm's multi-error layout:\n%v", err)
+	}
+	t.Logf("hook diagnosis:\n%v", err)
+
+	if got := jobs.ran(); !slices.Equal(got, []string{"ks-core-post-install"}) {
+		t.Errorf("hook Jobs %q, want the post-install hook", got)
+	}
+	if _, err := cs.BatchV1().Jobs(Namespace).Get(ctx, "ks-core-post-install", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("the failed hook Job is still there (%v); Helm deletes it by its hook-failed policy", err)
+	}
+	// The stand-in garbage collector deletes the hook's pod with its Job, as a real one does.
+	if err := kube.Poll(ctx, 50*time.Millisecond, 10*time.Second, func(ctx context.Context) (bool, error) {
+		pods, err := cs.CoreV1().Pods(Namespace).List(ctx, metav1.ListOptions{LabelSelector: "job-name"})
+		return err == nil && len(pods.Items) == 0, err
+	}); err != nil {
+		t.Errorf("the hook's pod was not deleted with its Job: %v", err)
+	}
+	if rel := lastRelease(t, kc); rel.Info.Status != release.StatusFailed {
+		t.Errorf("release status %s, want failed", rel.Info.Status)
+	}
+}
+
+// jobStandIn stands in for the job controller and the garbage collector, which the test API
+// server runs without. Each Job of KubeSphere's namespace gets one pod, labelled and owned as
+// the job controller makes them; with complete set the pod succeeds and the Job completes,
+// otherwise the pod's image cannot be pulled. The pods of a deleted Job are deleted.
+type jobStandIn struct {
+	complete atomic.Bool
+
+	mu   sync.Mutex
+	jobs []string // Jobs given a pod, in order
+}
+
+func (j *jobStandIn) ran() []string {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return slices.Clone(j.jobs)
+}
+
+func startJobStandIn(t *testing.T, cs kubernetes.Interface) *jobStandIn {
+	j := &jobStandIn{}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	t.Cleanup(func() { cancel(); <-done })
+	go func() {
+		defer close(done)
+		seen := map[types.UID]bool{}
+		for ctx.Err() == nil {
+			j.step(ctx, t, cs, seen)
+			select {
+			case <-ctx.Done():
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+	}()
+	return j
+}
+
+func (j *jobStandIn) step(ctx context.Context, t *testing.T, cs kubernetes.Interface, seen map[types.UID]bool) {
+	list, err := cs.BatchV1().Jobs(Namespace).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return
+	}
+	live := map[types.UID]bool{}
+	for i := range list.Items {
+		job := &list.Items[i]
+		live[job.UID] = true
+		if seen[job.UID] {
+			continue
+		}
+		seen[job.UID] = true
+		j.mu.Lock()
+		j.jobs = append(j.jobs, job.Name)
+		j.mu.Unlock()
+		if err := j.run(ctx, cs, job); err != nil && ctx.Err() == nil {
+			t.Errorf("standing in for the job controller on %s: %v", job.Name, err)
+		}
+	}
+	pods, err := cs.CoreV1().Pods(Namespace).List(ctx, metav1.ListOptions{LabelSelector: "job-name"})
+	if err != nil {
+		return
+	}
+	for _, p := range pods.Items {
+		if len(p.OwnerReferences) == 1 && !live[p.OwnerReferences[0].UID] {
+			cs.CoreV1().Pods(Namespace).Delete(ctx, p.Name, metav1.DeleteOptions{GracePeriodSeconds: new(int64)})
+		}
+	}
+}
+
+func (j *jobStandIn) run(ctx context.Context, cs kubernetes.Interface, job *batchv1.Job) error {
+	labels := map[string]string{"batch.kubernetes.io/job-name": job.Name, "job-name": job.Name,
+		"batch.kubernetes.io/controller-uid": string(job.UID), "controller-uid": string(job.UID)}
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: job.Name + "-" + string(job.UID)[:5], Namespace: Namespace, Labels: labels,
+			OwnerReferences: []metav1.OwnerReference{*metav1.NewControllerRef(job, batchv1.SchemeGroupVersion.WithKind("Job"))}},
+		Spec: job.Spec.Template.Spec,
+	}
+	pod, err := cs.CoreV1().Pods(Namespace).Create(ctx, pod, metav1.CreateOptions{})
+	if err != nil {
+		return err
+	}
+	c := pod.Spec.Containers[0]
+	if !j.complete.Load() {
+		pod.Status.Phase = corev1.PodPending
+		pod.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: c.Name, Image: c.Image, State: corev1.ContainerState{
+			Waiting: &corev1.ContainerStateWaiting{Reason: "ImagePullBackOff", Message: `Back-off pulling image "` + c.Image + `": not found`}}}}
+		_, err = cs.CoreV1().Pods(Namespace).UpdateStatus(ctx, pod, metav1.UpdateOptions{})
+		return err
+	}
+	pod.Status.Phase = corev1.PodSucceeded
+	if _, err := cs.CoreV1().Pods(Namespace).UpdateStatus(ctx, pod, metav1.UpdateOptions{}); err != nil {
+		return err
+	}
+	now := metav1.Now()
+	job.Status = batchv1.JobStatus{StartTime: &now, CompletionTime: &now, Succeeded: 1, Conditions: []batchv1.JobCondition{
+		{Type: batchv1.JobSuccessCriteriaMet, Status: corev1.ConditionTrue, LastTransitionTime: now},
+		{Type: batchv1.JobComplete, Status: corev1.ConditionTrue, LastTransitionTime: now},
+	}}
+	_, err = cs.BatchV1().Jobs(Namespace).UpdateStatus(ctx, job, metav1.UpdateOptions{})
+	return err
+}

@@ -42,7 +42,8 @@ type Options struct {
 	BundleDir string
 	// HTTPClient downloads the chart; nil means a client with a five-minute timeout.
 	HTTPClient *http.Client
-	// Timeout bounds the wait for KubeSphere; zero means DefaultTimeout.
+	// Timeout bounds the wait for KubeSphere (v4: the chart's hooks and its Deployments
+	// together); zero means DefaultTimeout.
 	Timeout time.Duration
 	// Interval is the polling interval; zero means DefaultInterval.
 	Interval time.Duration
@@ -88,7 +89,9 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) (*Banner, error) {
 		return nil, err
 	}
 	if p.Major == 3 {
-		err = runInstaller(ctx, kc, p, o)
+		if err = runInstaller(ctx, kc, p, o); err == nil {
+			p = installerPassword(ctx, kc, p, o.Logger)
+		}
 	} else {
 		err = runChart(ctx, kc, p, o)
 	}
@@ -132,11 +135,11 @@ func Render(ctx context.Context, dir string, o Options) (string, error) {
 		if err != nil {
 			return "", err
 		}
-		m, err := RenderChart(ch, ChartValues(p), o.Cluster.Spec.Kubernetes.Version)
+		r, err := RenderParams(ch, p, o.Cluster.Spec.Kubernetes.Version)
 		if err != nil {
 			return "", err
 		}
-		data = []byte(m)
+		data = []byte(r.Manifest)
 	}
 	path := filepath.Join(dir, File)
 	// Chart values and the ClusterConfiguration may carry the admin password.
@@ -176,6 +179,27 @@ func runInstaller(ctx context.Context, kc *kube.Client, p Params, o Options) err
 	return diagnose(ctx, kc, fmt.Sprintf("KubeSphere %s (ks-installer)", p.Version), err, pending)
 }
 
+// installerPassword takes the initial admin password from where ks-installer put it (its
+// Secret's initAdminPassword, which its own banner reads), so the banner shows what is true
+// also when the installer generated the password. Without the Secret's key the password is
+// what the parameters say; a generated one that cannot be read is named by where it is.
+func installerPassword(ctx context.Context, kc *kube.Client, p Params, log *slog.Logger) Params {
+	sec, err := kc.Clientset.CoreV1().Secrets(Namespace).Get(ctx, InstallerSecret, metav1.GetOptions{})
+	if err == nil && len(sec.Data[InstallerSecretPasswordKey]) > 0 {
+		p.AdminPassword = string(sec.Data[InstallerSecretPasswordKey])
+		return p
+	}
+	if p.PasswordGenerated {
+		why := "it has no " + InstallerSecretPasswordKey
+		if err != nil {
+			why = err.Error()
+		}
+		log.WarnContext(ctx, "cannot read the password ks-installer generated", "secret", Namespace+"/"+InstallerSecret, "reason", why)
+		p.AdminPassword = GeneratedPassword
+	}
+	return p
+}
+
 // InstallerDone reads the status ks-installer writes into the ClusterConfiguration:
 // status.core.status is "enabled" with status.core.version the version being installed once
 // the core is up. state describes the status for progress and errors.
@@ -202,13 +226,29 @@ func InstallerDone(cc *unstructured.Unstructured, version string) (done bool, st
 }
 
 func runChart(ctx context.Context, kc *kube.Client, p Params, o Options) error {
+	// One deadline for the chart's hooks and its Deployments together.
+	deadline := time.Now().Add(o.Timeout)
+	left := func() time.Duration { return max(time.Until(deadline), time.Second).Round(100 * time.Millisecond) }
 	ch, err := LoadChart(ctx, p.Chart, o.BundleDir, o.HTTPClient)
 	if err != nil {
 		return err
 	}
-	o.Logger.InfoContext(ctx, "installing ks-core", "version", p.Version, "chart", ch.Name()+"-"+ch.Metadata.Version, "imageRegistry", p.ImageRegistry)
-	rel, err := InstallChart(ctx, kc, ch, ChartValues(p), o.Timeout, o.Logger)
+	// Rendering first refuses registry settings the chart cannot follow before anything is
+	// applied, and names the hook Jobs to watch.
+	r, err := RenderParams(ch, p, o.Cluster.Spec.Kubernetes.Version)
 	if err != nil {
+		return err
+	}
+	o.Logger.InfoContext(ctx, "installing ks-core", "version", p.Version, "chart", ch.Name()+"-"+ch.Metadata.Version, "imageRegistry", p.ImageRegistry)
+	hooks := newHookWatch(kc.Clientset, r.Objects)
+	stop := hooks.start(ctx, o.Interval)
+	rel, err := InstallChart(ctx, kc, ch, ChartValues(p, ch), left(), o.Logger)
+	stop()
+	if err != nil {
+		var he *HookError
+		if errors.As(err, &he) {
+			return hooks.diagnose(ctx, p, he)
+		}
 		return err
 	}
 	deps, err := ChartDeployments(rel)
@@ -216,7 +256,7 @@ func runChart(ctx context.Context, kc *kube.Client, p Params, o Options) error {
 		return err
 	}
 	o.Logger.InfoContext(ctx, "waiting for ks-core Deployments", "count", len(deps))
-	if err := kube.WaitDeployments(ctx, kc.Clientset, deps, o.Interval, o.Timeout); err != nil {
+	if err := kube.WaitDeployments(ctx, kc.Clientset, deps, o.Interval, left()); err != nil {
 		var we *kube.WaitError
 		if errors.As(err, &we) {
 			we.What = fmt.Sprintf("KubeSphere %s (Helm release %s/%s)", p.Version, Namespace, ReleaseName)

@@ -53,7 +53,8 @@ Online (-f): for the cluster's Kubernetes version and each --arch, ksboot collec
     nodes ask for: with registry.privateRegistry the images are pulled from that registry, as
     the nodes would pull them, otherwise from their upstream registries. Credentials come from
     registry.auths and your Docker configuration. For KubeSphere these are the ks-installer
-    image (v3) or the images of the ks-core chart's workloads (v4); the images KubeSphere pulls
+    image (v3) or, for v4, the images of the ks-core chart's workloads, of its Helm hook Jobs
+    and those its kubesphere-config names (kubectl, node shell, Helm executor); the images KubeSphere pulls
     afterwards (v3's components, v4's extensions) are not known to ksboot and not included;
   - with --os, the OS packages the nodes need (socat, conntrack, ebtables, ipset, curl,
     openssl, tar) with all their dependencies, in packages/<os>/. apt-get downloads them using

@@ -108,6 +108,15 @@ func controlPlaneRefs(host string) []string {
 	return []string{host + "/etcd:3.7.0-0", host + "/kube-apiserver:v1.37.2", host + "/kube-controller-manager:v1.37.2", host + "/kube-scheduler:v1.37.2"}
 }
 
+// kubesphereRefs are the images of the ks-core test chart under <host>/<namespace>/.
+func kubesphereRefs(host, namespace string) []string {
+	var refs []string
+	for _, name := range []string{"ks-apiserver:v4.1.3", "ks-console:v4.1.3", "ks-controller-manager:v4.1.3", "ks-extensions-museum:v1.1.3", "kubectl:v1.27.16"} {
+		refs = append(refs, host+"/"+namespace+"/"+name)
+	}
+	return refs
+}
+
 func TestCollect(t *testing.T) {
 	f := newFixture(t, "amd64", "arm64")
 	c := f.cluster(t, "  network: {plugin: flannel}\n  kubesphere: {enabled: true, version: v4.1.3, chart: \""+f.mirror+"/charts/ks-core-1.1.4.tgz\"}\n")
@@ -117,7 +126,8 @@ func TestCollect(t *testing.T) {
 		GroupControlPlane: controlPlaneRefs(h),
 		GroupCNI:          {h + "/flannel-io/flannel-cni-plugin:v1.8.0-flannel1", h + "/flannel-io/flannel:v0.27.4"},
 		GroupStorage:      {h + "/openebs/linux-utils:4.3.0", h + "/openebs/provisioner-localpv:4.4.0"},
-		GroupKubeSphere:   {h + "/kubesphere/ks-apiserver:v4.1.3"},
+		// The chart's workloads, and kubectl of its hook Jobs, which the release manifest lacks.
+		GroupKubeSphere: kubesphereRefs(h, "kubesphere"),
 	}
 	for _, refs := range groups {
 		collecttest.Push(t, refs...)
@@ -219,10 +229,11 @@ func TestCollectImageGroups(t *testing.T) {
 	f := newFixture(t, "amd64")
 	h := f.reg.Host
 	tests := []struct {
-		name   string
-		extra  string
-		groups map[string][]string
-		calico bool
+		name     string
+		extra    string
+		override bool // spec.registry.namespaceOverride: kubesphereio
+		groups   map[string][]string
+		calico   bool
 	}{
 		{
 			name:  "calico and openebs",
@@ -246,8 +257,9 @@ func TestCollectImageGroups(t *testing.T) {
 		},
 		{
 			// KubeKey's flat layout: every image under one namespace.
-			name:  "namespace override",
-			extra: "  network: {plugin: flannel}\n  kubesphere: {enabled: true, version: v3.4.1}\n",
+			name:     "namespace override",
+			extra:    "  network: {plugin: flannel}\n  kubesphere: {enabled: true, version: v3.4.1}\n",
+			override: true,
 			groups: map[string][]string{
 				GroupKubernetes: {h + "/kubesphereio/coredns:v1.14.6", h + "/kubesphereio/kube-proxy:v1.37.2", h + "/kubesphereio/pause:3.10.2"},
 				GroupControlPlane: {h + "/kubesphereio/etcd:3.7.0-0", h + "/kubesphereio/kube-apiserver:v1.37.2",
@@ -257,11 +269,23 @@ func TestCollectImageGroups(t *testing.T) {
 				GroupKubeSphere: {h + "/kubesphereio/ks-installer:v3.4.1"},
 			},
 		},
+		{
+			// v4: every image of the chart, its hooks' included, moves under the namespace.
+			name:     "namespace override, KubeSphere v4",
+			extra:    "  network: {plugin: none}\n  storage: {defaultClass: local-path}\n  kubesphere: {enabled: true, version: v4.1.3, chart: \"" + f.chartURL + "\"}\n",
+			override: true,
+			groups: map[string][]string{
+				GroupKubernetes: {h + "/kubesphereio/coredns:v1.14.6", h + "/kubesphereio/kube-proxy:v1.37.2", h + "/kubesphereio/pause:3.10.2"},
+				GroupControlPlane: {h + "/kubesphereio/etcd:3.7.0-0", h + "/kubesphereio/kube-apiserver:v1.37.2",
+					h + "/kubesphereio/kube-controller-manager:v1.37.2", h + "/kubesphereio/kube-scheduler:v1.37.2"},
+				GroupKubeSphere: kubesphereRefs(h, "kubesphereio"),
+			},
+		},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			extra := tc.extra
-			if tc.name == "namespace override" {
+			if tc.override {
 				extra += "  registry: {privateRegistry: \"" + h + "\", namespaceOverride: kubesphereio}\n"
 			}
 			c := f.clusterWith(t, extra)

@@ -13,7 +13,9 @@
 //     need, pulled with go-containerregistry and written as one OCI archive per group and
 //     architecture, images/<group>-<arch>.tar, under the names the nodes ask for (after the
 //     cluster's registry rewriting); for KubeSphere that is the ks-installer image (v3) or the
-//     images of the rendered ks-core chart (v4), not the images those later pull;
+//     images of the rendered ks-core chart (v4: its workloads, its hook Jobs, and the kubectl,
+//     node shell and Helm executor images its kubesphere-config names), not the images those
+//     later pull (v3's components, v4's extensions);
 //   - for each OS asked for, the required OS packages with their dependencies, downloaded by the
 //     distribution's package manager (apt-get, against an empty package status so that every
 //     dependency is included), which only works on a machine of that distribution and release.

@@ -20,7 +20,6 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/ksboot/ksboot/bootstrap/addons"
-	"github.com/ksboot/ksboot/bootstrap/addons/kube"
 	"github.com/ksboot/ksboot/bootstrap/install"
 	"github.com/ksboot/ksboot/bootstrap/install/artifacts"
 	"github.com/ksboot/ksboot/bootstrap/kubeadm"
@@ -44,7 +43,8 @@ const (
 	GroupCNI = "cni"
 	// GroupStorage is OpenEBS LocalPV's.
 	GroupStorage = "storage"
-	// GroupKubeSphere is KubeSphere's: ks-installer (v3) or the ks-core chart's workloads (v4).
+	// GroupKubeSphere is KubeSphere's: ks-installer (v3) or the ks-core chart's workloads, hook
+	// Jobs and configured tool images (v4).
 	GroupKubeSphere = "kubesphere"
 )
 
@@ -154,8 +154,11 @@ func (c *collector) addonImages(ctx context.Context, g string) ([]string, error)
 
 // kubesphereImages are the ks-installer image for v3 (the installer then pulls images of its
 // own, which ksboot does not know), or for v4 the images of the ks-core chart rendered with the
-// values the kubesphere step gives it (the chart's hooks and the extensions KubeSphere installs
-// later are not included).
+// values the kubesphere step gives it (kubesphere.RenderParams): its workloads, its hook Jobs
+// (Helm keeps those out of the release manifest; ks-core's post-install hooks run
+// kubesphere/kubectl, and an install without that image waits for them until its deadline) and
+// the images kubesphere-config names for pods ks-core starts later. The extensions KubeSphere
+// installs later are not included.
 func (c *collector) kubesphereImages() (imageGroup, error) {
 	p, err := kubesphere.ParamsFromCluster(c.c, "")
 	if err != nil {
@@ -170,15 +173,11 @@ func (c *collector) kubesphereImages() (imageGroup, error) {
 	if err != nil {
 		return ig, fmt.Errorf("loading the ks-core chart %s: %w", c.chartPath, err)
 	}
-	manifest, err := kubesphere.RenderChart(ch, kubesphere.ChartValues(p), c.c.Spec.Kubernetes.Version)
+	r, err := kubesphere.RenderParams(ch, p, c.c.Spec.Kubernetes.Version)
 	if err != nil {
 		return ig, err
 	}
-	objs, err := kube.ParseYAML(c.chartPath, []byte(manifest))
-	if err != nil {
-		return ig, err
-	}
-	ig.refs = podImages(objs)
+	ig.refs = r.Images
 	return ig, nil
 }
 
