@@ -31,6 +31,11 @@ type Scenario struct {
 	// single-node at the KubeSphere guide's v1.26.5). The guests' bundle holds the scenario's
 	// release either way (Scenario.Version).
 	KubernetesVersion string `yaml:"kubernetesVersion"`
+	// KubernetesPatches, when set, replaces spec.kubernetes.patches in every cluster file, as a
+	// user of that release writes them: a patch must fit the release's manifests (kubeadm
+	// v1.26 gives etcd and kube-scheduler no readiness probe, and a patch setting one makes a
+	// probe without a handler that the kubelet refuses).
+	KubernetesPatches yaml.Node `yaml:"kubernetesPatches"`
 	// Seeds are `ksboot build-seed` runs: Args are added to -f <cluster> -o <dir>.
 	Seeds []Seed `yaml:"seeds"`
 	// Guests are the machines, all on one private segment (10.77.0.0/24, the host side at
@@ -282,8 +287,24 @@ func (s *Scenario) setVersion() error {
 		if v == nil || v.Kind != yaml.ScalarNode {
 			return fmt.Errorf("cluster %s: no spec.kubernetes.version (the scenario's bundle needs one release)", name)
 		}
+		edited := false
 		if s.KubernetesVersion != "" && v.Value != s.KubernetesVersion {
 			v.Value = s.KubernetesVersion
+			edited = true
+		}
+		if s.KubernetesPatches.Kind != 0 {
+			if s.KubernetesPatches.Kind != yaml.SequenceNode {
+				return fmt.Errorf("kubernetesPatches: want a list of patches, as spec.kubernetes.patches")
+			}
+			k := yamlPath(&doc, "spec", "kubernetes")
+			if p := yamlPath(k, "patches"); p != nil {
+				*p = s.KubernetesPatches
+			} else {
+				k.Content = append(k.Content, &yaml.Node{Kind: yaml.ScalarNode, Value: "patches"}, &s.KubernetesPatches)
+			}
+			edited = true
+		}
+		if edited {
 			out, err := yaml.Marshal(&doc)
 			if err != nil {
 				return fmt.Errorf("cluster %s: %w", name, err)

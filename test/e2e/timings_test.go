@@ -102,9 +102,21 @@ func TestKubernetesVersionOverride(t *testing.T) {
 	if k["version"] != "v1.26.5" {
 		t.Errorf("spec.kubernetes.version = %v, want v1.26.5", k["version"])
 	}
-	k["version"] = b["spec"].(map[string]any)["kubernetes"].(map[string]any)["version"]
+	// The patches are the scenario's own: v1.26's etcd and scheduler have no readiness probe.
+	patches, _ := k["patches"].([]any)
+	if len(patches) != 4 {
+		t.Fatalf("spec.kubernetes.patches = %v, want the scenario's four", k["patches"])
+	}
+	for _, p := range patches {
+		pm := p.(map[string]any)
+		if t0 := pm["target"]; (t0 == "etcd" || t0 == "kube-scheduler") && strings.Contains(pm["patch"].(string), "readinessProbe") {
+			t.Errorf("the %s patch sets a readiness probe, which kubeadm v1.26's manifest lacks", t0)
+		}
+	}
+	bk := b["spec"].(map[string]any)["kubernetes"].(map[string]any)
+	k["version"], k["patches"] = bk["version"], bk["patches"]
 	if !reflect.DeepEqual(a, b) {
-		t.Errorf("the override changed more than spec.kubernetes.version:\n%s\nvs\n%s", v126.Clusters["main"], base.Clusters["main"])
+		t.Errorf("the override changed more than spec.kubernetes.version and patches:\n%s\nvs\n%s", v126.Clusters["main"], base.Clusters["main"])
 	}
 	// A release outside the matrix is refused when the scenario loads.
 	dir := t.TempDir()
