@@ -84,12 +84,8 @@ func LoadOrCreateSecrets(dir string) (s *Secrets, created bool, err error) {
 
 // ReadSecrets reads an existing secrets directory and checks that it is complete and private.
 func ReadSecrets(dir string) (*Secrets, error) {
-	st, err := os.Stat(dir)
-	if err != nil {
-		return nil, fmt.Errorf("reading secrets directory: %w", err)
-	}
-	if st.Mode().Perm()&0o077 != 0 {
-		return nil, fmt.Errorf("secrets directory %s is readable by others (mode %o); run chmod -R go-rwx %s", dir, st.Mode().Perm(), dir)
+	if err := checkPrivateDir(dir); err != nil {
+		return nil, err
 	}
 	s := &Secrets{}
 	for _, f := range s.files() {
@@ -99,13 +95,9 @@ func ReadSecrets(dir string) (*Secrets, error) {
 		}
 		*f.data = data
 	}
-	tok, err := os.ReadFile(filepath.Join(dir, tokenFile))
-	if err != nil {
-		return nil, fmt.Errorf("secrets directory %s is incomplete: %w", dir, err)
-	}
-	s.BootstrapToken = strings.TrimSpace(string(tok))
-	if !bootstraputil.IsValidBootstrapToken(s.BootstrapToken) {
-		return nil, fmt.Errorf("%s: the bootstrap token is malformed (want [a-z0-9]{6}.[a-z0-9]{16})", filepath.Join(dir, tokenFile))
+	var err error
+	if s.BootstrapToken, err = readToken(dir); err != nil {
+		return nil, err
 	}
 	ck, err := os.ReadFile(filepath.Join(dir, certificateKeyFile))
 	if err != nil {
@@ -116,6 +108,108 @@ func ReadSecrets(dir string) (*Secrets, error) {
 		return nil, fmt.Errorf("%s: %w", filepath.Join(dir, "ca.crt"), err)
 	}
 	return s, nil
+}
+
+// checkPrivateDir checks that the secrets directory exists and that only its owner can use it.
+func checkPrivateDir(dir string) error {
+	st, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("reading secrets directory: %w", err)
+	}
+	if !st.IsDir() {
+		return fmt.Errorf("secrets directory %s is not a directory", dir)
+	}
+	if st.Mode().Perm()&0o077 != 0 {
+		return fmt.Errorf("secrets directory %s is readable by others (mode %o); run chmod -R go-rwx %s", dir, st.Mode().Perm(), dir)
+	}
+	return nil
+}
+
+// readToken reads and checks the bootstrap token file of a secrets directory.
+func readToken(dir string) (string, error) {
+	path := filepath.Join(dir, tokenFile)
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("secrets directory %s is incomplete: %w", dir, err)
+	}
+	tok := strings.TrimSpace(string(data))
+	if !bootstraputil.IsValidBootstrapToken(tok) {
+		return "", fmt.Errorf("%s: the bootstrap token is malformed (want [a-z0-9]{6}.[a-z0-9]{16})", path)
+	}
+	return tok, nil
+}
+
+// ReadBootstrapToken returns the bootstrap token kept in an existing secrets directory.
+func ReadBootstrapToken(dir string) (string, error) {
+	if err := checkPrivateDir(dir); err != nil {
+		return "", err
+	}
+	return readToken(dir)
+}
+
+// WriteBootstrapToken replaces the bootstrap token of an existing secrets directory, for
+// `ksboot token rotate`; seeds built afterwards carry the new token. The token goes to a
+// temporary file (0600) in the directory, which is synced and renamed over the old file, and
+// the directory is synced after the rename: at any moment, crash or not, the file holds either
+// the old or the new token in full. Nothing of the old token is kept. An error from the final
+// directory sync comes after the rename; ReadBootstrapToken then tells which token is there.
+func WriteBootstrapToken(dir, token string) error {
+	if !bootstraputil.IsValidBootstrapToken(token) {
+		// Never echo the value: it is a secret.
+		return errors.New("writing the bootstrap token: not a token of the form [a-z0-9]{6}.[a-z0-9]{16}")
+	}
+	if err := checkPrivateDir(dir); err != nil {
+		return err
+	}
+	path := filepath.Join(dir, tokenFile)
+	f, err := os.CreateTemp(dir, "."+tokenFile+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	tmp := f.Name()
+	renamed := false
+	defer func() {
+		if !renamed {
+			_ = os.Remove(tmp)
+		}
+	}()
+	write := func() error {
+		if err := f.Chmod(0o600); err != nil {
+			return err
+		}
+		if _, err := f.WriteString(token + "\n"); err != nil {
+			return err
+		}
+		return f.Sync()
+	}
+	if err := write(); err != nil {
+		f.Close()
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("replacing %s: %w", path, err)
+	}
+	renamed = true
+	if err := syncDir(dir); err != nil {
+		return fmt.Errorf("replacing %s: the new token is in place, but syncing %s failed: %w", path, dir, err)
+	}
+	return nil
+}
+
+// syncDir makes a rename in dir durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	if err := d.Sync(); err != nil {
+		d.Close()
+		return err
+	}
+	return d.Close()
 }
 
 // NewSecrets makes fresh cluster key material: three CAs, the service-account key pair, a
@@ -170,6 +264,17 @@ func newCA(commonName string) (certPEM, keyPEM []byte, err error) {
 		return nil, nil, fmt.Errorf("encoding the %s key: %w", commonName, err)
 	}
 	return pem.EncodeToMemory(&pem.Block{Type: cert.CertificateBlockType, Bytes: c.Raw}), keyPEM, nil
+}
+
+// Save writes the secrets as a new secrets directory (0700, files 0600), atomically. An
+// existing directory is refused: it may hold another cluster's keys.
+func (s *Secrets) Save(dir string) error {
+	if _, err := os.Lstat(dir); err == nil {
+		return fmt.Errorf("saving secrets: %s exists already", dir)
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("saving secrets: %w", err)
+	}
+	return s.write(dir)
 }
 
 // write creates dir atomically: everything goes to a private temporary directory that is renamed

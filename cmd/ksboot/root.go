@@ -98,6 +98,7 @@ and KubeSphere. No SSH, no central machine.`,
 		newBundleCmd(s),
 		newDiscoverCmd(s),
 		newWatchCmd(s),
+		newTokenCmd(s),
 		newAgentCmd(s),
 		newVersionCmd(s),
 	)
