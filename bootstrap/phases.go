@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -15,6 +16,7 @@ import (
 	"github.com/ksboot/ksboot/bootstrap/install/artifacts"
 	"github.com/ksboot/ksboot/bootstrap/kubeadm"
 	"github.com/ksboot/ksboot/bootstrap/kubesphere"
+	"github.com/ksboot/ksboot/bootstrap/loadbalancer"
 	"github.com/ksboot/ksboot/bootstrap/osconfig"
 	"github.com/ksboot/ksboot/bootstrap/preflight"
 	"github.com/ksboot/ksboot/bootstrap/state"
@@ -311,9 +313,63 @@ func runKubeadm(ctx context.Context, n *Node) error {
 	role := kubeadm.RoleFor(n.Config, n.Status.Existing)
 	p := kubeadm.ParamsFromNode(n.Config, n.Name, n.AdvertiseAddress(), n.Status.Endpoint)
 	p.Role = role
-	return kubeadm.Run(ctx, kubeadm.RunOptions{
+	lb := loadbalancer.Node{Name: n.Name, ControlPlane: n.Config.Node.IsControlPlane(), Init: role == kubeadm.RoleInit}
+	err := kubeadm.Run(ctx, kubeadm.RunOptions{
 		Root: n.Root, Exec: n.Exec, Config: n.Config, Params: p, Logger: n.Logger, Console: n.Console,
 		Stream: n.Journal, IgnorePreflight: kubeadm.IgnoredPreflightChecks(n.Config.Cluster.Spec.Preflight.WarnOnly),
 		DryRun: n.DryRun,
+		// The internal load balancer's static pods go in before every kubeadm init or join
+		// attempt (a reset between attempts empties the manifests directory).
+		Prepare: func(context.Context) error { return placeLoadBalancer(n, lb, loadbalancer.BeforeKubeadm) },
 	})
+	if err != nil {
+		return err
+	}
+	return finishLoadBalancer(ctx, n, lb)
+}
+
+// placeLoadBalancer writes the internal load balancer's files of the stage, saying so.
+func placeLoadBalancer(n *Node, lb loadbalancer.Node, stage loadbalancer.Stage) error {
+	files, err := loadbalancer.Files(&n.Config.Cluster, lb, stage)
+	if err != nil {
+		return err
+	}
+	changed, err := loadbalancer.Write(n.Root, files)
+	for _, f := range files {
+		if slices.Contains(changed, f.Path) {
+			fmt.Fprintf(n.Console, "ksboot: %s: wrote %s%s\n", loadbalancer.Kind(&n.Config.Cluster), f.Path, f.Note)
+		}
+	}
+	return err
+}
+
+// finishLoadBalancer completes the internal load balancer once kubeadm has finished (again
+// after a restart, so a crash in between is repaired): kube-vip switches to admin.conf, and
+// with haproxy the endpoint domain moves to 127.0.0.1 on other nodes, once their haproxy
+// reaches a control plane with the cluster's CA, and to the node's own API server on control
+// planes.
+func finishLoadBalancer(ctx context.Context, n *Node, lb loadbalancer.Node) error {
+	if err := placeLoadBalancer(n, lb, loadbalancer.AfterKubeadm); err != nil {
+		return err
+	}
+	c := &n.Config.Cluster
+	ip := loadbalancer.EndpointIP(c, lb)
+	if ip == "" {
+		return nil
+	}
+	if !lb.ControlPlane {
+		local := loadbalancer.LocalEndpoint(c)
+		if n.DryRun {
+			fmt.Fprintf(n.Console, "would wait: for haproxy at %s to reach a control plane with this cluster's CA (at most %s; not contacted: a dry run sends nothing)\n",
+				local, loadbalancer.DefaultWait)
+		} else {
+			fmt.Fprintf(n.Console, "ksboot: waiting for haproxy at %s to reach a control plane\n", local)
+			if err := loadbalancer.WaitLocal(ctx, n.Config, 0); err != nil {
+				return workflow.WithHint(err, "look at the haproxy pod: crictl ps -a --name haproxy, crictl logs <id>; "+
+					"/etc/ksboot/haproxy/haproxy.cfg names the control planes it forwards to")
+			}
+		}
+	}
+	fmt.Fprintf(n.Console, "ksboot: %s now resolves to %s (internal load balancer %s)\n", c.Spec.ControlPlaneEndpoint.Domain, ip, loadbalancer.Kind(c))
+	return osconfig.Hosts(n.Root, osconfig.HostsEntries(n.Config, ip))
 }

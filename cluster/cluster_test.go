@@ -155,6 +155,39 @@ func TestSemanticChecks(t *testing.T) {
 		{"patch that is a single value", func(c *Cluster) {
 			c.Spec.Kubernetes.Patches = []Patch{{Target: "etcd", Type: "strategic", Patch: "livenessProbe"}}
 		}, "spec.kubernetes.patches[0].patch", false},
+		{"haproxy control plane without an address", func(c *Cluster) {
+			threeControlPlanes(c)
+			c.Spec.ControlPlaneEndpoint.InternalLoadbalancer = InternalLBHAProxy
+			c.Spec.Hosts[1].Address, c.Spec.Hosts[1].Gateway = "", ""
+		}, "spec.hosts[1].address", false},
+		{"haproxy with an endpoint address", func(c *Cluster) {
+			threeControlPlanes(c)
+			c.Spec.ControlPlaneEndpoint.InternalLoadbalancer = InternalLBHAProxy
+			c.Spec.ControlPlaneEndpoint.Address = "192.168.0.100"
+		}, "spec.controlPlaneEndpoint.address", false},
+		{"kube-vip without a VIP", func(c *Cluster) {
+			threeControlPlanes(c)
+			c.Spec.ControlPlaneEndpoint.InternalLoadbalancer = InternalLBKubeVIP
+		}, "spec.controlPlaneEndpoint.address", false},
+		{"kube-vip VIP that is a host's address", func(c *Cluster) {
+			threeControlPlanes(c)
+			c.Spec.ControlPlaneEndpoint.InternalLoadbalancer = InternalLBKubeVIP
+			c.Spec.ControlPlaneEndpoint.Address = "192.168.0.12"
+		}, "spec.controlPlaneEndpoint.address", false},
+		{"kube-vip VIP off the control planes' network", func(c *Cluster) {
+			threeControlPlanes(c)
+			c.Spec.ControlPlaneEndpoint.InternalLoadbalancer = InternalLBKubeVIP
+			c.Spec.ControlPlaneEndpoint.Address = "10.0.0.100"
+		}, "spec.controlPlaneEndpoint.address", true},
+		{"unknown internal load balancer", func(c *Cluster) {
+			c.Spec.ControlPlaneEndpoint.InternalLoadbalancer = "nginx"
+		}, "spec.controlPlaneEndpoint.internalLoadbalancer", false},
+		{"static discovery with haproxy and no first control plane address", func(c *Cluster) {
+			threeControlPlanes(c)
+			c.Spec.ControlPlaneEndpoint.InternalLoadbalancer = InternalLBHAProxy
+			c.Spec.Discovery.Mode = DiscoveryStatic
+			c.Spec.Hosts[0].Address, c.Spec.Hosts[0].Gateway, c.Spec.Hosts[0].DNS = "", "", nil
+		}, "spec.discovery.mode", false},
 		{"patch that is not YAML", func(c *Cluster) {
 			c.Spec.Kubernetes.Patches = []Patch{{Target: "etcd", Type: "merge", Patch: "spec: {a: [}"}}
 		}, "spec.kubernetes.patches[0].patch", false},
@@ -173,6 +206,44 @@ func TestSemanticChecks(t *testing.T) {
 				}
 			}
 			t.Errorf("want a problem at %s (warning=%v), got %v", tc.field, tc.warning, ps)
+		})
+	}
+}
+
+// threeControlPlanes makes the sample's three hosts control planes and etcd members.
+func threeControlPlanes(c *Cluster) {
+	c.Spec.RoleGroups.ControlPlane = []string{"node1", "node2", "node3"}
+	c.Spec.RoleGroups.Etcd = []string{"node1", "node2", "node3"}
+}
+
+// TestInternalLoadBalancerNeedsNoExternalAddress: with haproxy or kube-vip, several control
+// planes are valid without a load balancer of the operator's, and discovery defaults follow
+// (mDNS for haproxy, which has no address; static to the VIP for kube-vip).
+func TestInternalLoadBalancerNeedsNoExternalAddress(t *testing.T) {
+	for _, tc := range []struct {
+		lb, address, discovery string
+	}{
+		{InternalLBHAProxy, "", DiscoveryMDNS},
+		{InternalLBKubeVIP, "192.168.0.100", DiscoveryStatic},
+	} {
+		t.Run(tc.lb, func(t *testing.T) {
+			c := Sample(SampleOptions{})
+			threeControlPlanes(c)
+			c.Spec.ControlPlaneEndpoint.InternalLoadbalancer = tc.lb
+			c.Spec.ControlPlaneEndpoint.Address = tc.address
+			c.Spec.Discovery.Mode = ""
+			SetDefaults(c)
+			if ps := Validate(c, nil); len(ps) != 0 {
+				t.Errorf("three control planes with internalLoadbalancer %s: %v", tc.lb, ps)
+			}
+			if c.Spec.Discovery.Mode != tc.discovery {
+				t.Errorf("discovery defaults to %s, want %s", c.Spec.Discovery.Mode, tc.discovery)
+			}
+			// Static discovery works with haproxy too: the joins go to the first control plane.
+			c.Spec.Discovery.Mode = DiscoveryStatic
+			if ps := Validate(c, nil); len(ps) != 0 {
+				t.Errorf("static discovery with internalLoadbalancer %s: %v", tc.lb, ps)
+			}
 		})
 	}
 }
@@ -258,6 +329,59 @@ func TestFromKubeKey(t *testing.T) {
 		t.Fatalf("imported file does not validate: %v", err)
 	}
 	golden.Assert(t, "kubekey-imported.yaml", out)
+}
+
+// TestFromKubeKeyInternalLoadBalancer: KubeKey's internalLoadbalancer is imported with its
+// meaning, and what ksboot does differently is said in a note.
+func TestFromKubeKeyInternalLoadBalancer(t *testing.T) {
+	for _, tc := range []struct {
+		file, lb, address string
+		notes             []string
+	}{
+		{"kubekey-haproxy.yaml", InternalLBHAProxy, "", nil},
+		{"kubekey-kube-vip.yaml", InternalLBKubeVIP, "172.16.0.100", []string{"controlPlaneEndpoint.kubevip.mode (BGP): ksboot runs kube-vip in ARP mode"}},
+	} {
+		t.Run(tc.file, func(t *testing.T) {
+			data, err := os.ReadFile(filepath.Join("testdata", tc.file))
+			if err != nil {
+				t.Fatal(err)
+			}
+			c, notes, err := FromKubeKey(tc.file, data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			joined := strings.Join(notes, "\n")
+			if strings.Contains(joined, "internalLoadbalancer") {
+				t.Errorf("internalLoadbalancer is noted as dropped:\n%s", joined)
+			}
+			for _, want := range tc.notes {
+				if !strings.Contains(joined, want) {
+					t.Errorf("notes lack %q:\n%s", want, joined)
+				}
+			}
+			e := c.Spec.ControlPlaneEndpoint
+			if e.InternalLoadbalancer != tc.lb || e.Address != tc.address {
+				t.Errorf("controlPlaneEndpoint = %+v, want internalLoadbalancer %s, address %q", e, tc.lb, tc.address)
+			}
+			out, err := MarshalCommented(c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, _, err := Parse("imported.yaml", out); err != nil {
+				t.Fatalf("imported file does not validate: %v\n%s", err, out)
+			}
+			golden.Assert(t, strings.TrimSuffix(tc.file, ".yaml")+"-imported.yaml", out)
+		})
+	}
+	// KubeKey ignores address with haproxy; ksboot refuses it, so the importer drops it.
+	c, notes, err := FromKubeKey("x.yaml", []byte("apiVersion: kubekey.kubesphere.io/v1alpha2\nkind: Cluster\nspec:\n"+
+		"  controlPlaneEndpoint: {internalLoadbalancer: haproxy, address: 10.0.0.9}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Spec.ControlPlaneEndpoint.Address != "" || !strings.Contains(strings.Join(notes, "\n"), "controlPlaneEndpoint.address (10.0.0.9): dropped") {
+		t.Errorf("address %q kept with haproxy; notes %q", c.Spec.ControlPlaneEndpoint.Address, notes)
+	}
 }
 
 func TestExpandRanges(t *testing.T) {

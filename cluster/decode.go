@@ -329,8 +329,6 @@ var renamed = map[string]string{
 	"password":        "ksboot uses no SSH: nodes configure themselves from their seed",
 	"privateKeyPath":  "ksboot uses no SSH: nodes configure themselves from their seed",
 	"internalAddress": "use address (the static address in CIDR form)",
-	"internalLoadbalancer": "ksboot does not deploy a load balancer; point controlPlaneEndpoint.address " +
-		"at your load balancer or VIP",
 }
 
 func suggest(key string, fields map[string]int) string {

@@ -78,6 +78,10 @@ func SetDefaults(c *Cluster) {
 		s.KubeSphere.Version = DefaultKubeSphereVersion
 	}
 	if s.Discovery.Mode == "" {
+		// Static when there is an address to go to: the operator's load balancer, or kube-vip's
+		// VIP, which nodes retry (with the CA check) until the first control plane's kube-vip
+		// holds it. haproxy has no endpoint address: nodes find a control plane by mDNS, join
+		// through it and then reach the API through their own haproxy.
 		s.Discovery.Mode = DiscoveryMDNS
 		if s.ControlPlaneEndpoint.Address != "" {
 			s.Discovery.Mode = DiscoveryStatic

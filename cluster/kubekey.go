@@ -39,6 +39,9 @@ type kubekeyCluster struct {
 			Domain               string `yaml:"domain"`
 			Address              string `yaml:"address"`
 			Port                 int    `yaml:"port"`
+			KubeVip              struct {
+				Mode string `yaml:"mode"`
+			} `yaml:"kubevip"`
 		} `yaml:"controlPlaneEndpoint"`
 		System struct {
 			NTPServers []string `yaml:"ntpServers"`
@@ -192,9 +195,7 @@ func FromKubeKey(name string, data []byte) (*Cluster, []string, error) {
 	}
 	ep := s.ControlPlaneEndpoint
 	c.Spec.ControlPlaneEndpoint = ControlPlaneEndpoint{Domain: ep.Domain, Address: ep.Address, Port: ep.Port}
-	if ep.InternalLoadbalancer != "" {
-		notes = append(notes, fmt.Sprintf("controlPlaneEndpoint.internalLoadbalancer (%s): not imported; put a load balancer or VIP at controlPlaneEndpoint.address", ep.InternalLoadbalancer))
-	}
+	notes = append(notes, importInternalLB(&c.Spec.ControlPlaneEndpoint, ep.InternalLoadbalancer, ep.KubeVip.Mode)...)
 	k := s.Kubernetes
 	c.Spec.Kubernetes = Kubernetes{Version: k.Version, ClusterName: k.ClusterName, ContainerManager: k.ContainerManager,
 		ProxyMode: k.ProxyMode, APIServerCertExtraSans: k.APIServerCertExtraSans,
@@ -233,4 +234,29 @@ func FromKubeKey(name string, data []byte) (*Cluster, []string, error) {
 	}
 	SetDefaults(c)
 	return c, notes, nil
+}
+
+// importInternalLB maps KubeKey's internalLoadbalancer onto ksboot's, which has KubeKey's
+// meaning: haproxy on every node that is not a control plane (KubeKey ignores address then,
+// ksboot refuses one, so it is dropped), or kube-vip holding the VIP in address on the control
+// planes (ARP mode; KubeKey's BGP mode has no counterpart).
+func importInternalLB(e *ControlPlaneEndpoint, lb, kubeVIPMode string) []string {
+	var notes []string
+	switch lb {
+	case "":
+	case InternalLBHAProxy:
+		e.InternalLoadbalancer = lb
+		if e.Address != "" {
+			notes = append(notes, fmt.Sprintf("controlPlaneEndpoint.address (%s): dropped: with internalLoadbalancer haproxy every other node reaches the API through its own haproxy", e.Address))
+			e.Address = ""
+		}
+	case InternalLBKubeVIP:
+		e.InternalLoadbalancer = lb
+		if kubeVIPMode != "" && !strings.EqualFold(kubeVIPMode, "ARP") {
+			notes = append(notes, fmt.Sprintf("controlPlaneEndpoint.kubevip.mode (%s): ksboot runs kube-vip in ARP mode; the VIP %s must be on the control planes' network", kubeVIPMode, e.Address))
+		}
+	default:
+		notes = append(notes, fmt.Sprintf("controlPlaneEndpoint.internalLoadbalancer (%s): not imported (ksboot runs haproxy or kube-vip); put a load balancer or VIP at controlPlaneEndpoint.address", lb))
+	}
+	return notes
 }

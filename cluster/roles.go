@@ -3,6 +3,7 @@ package cluster
 import (
 	"fmt"
 	"regexp"
+	"slices"
 	"strconv"
 )
 
@@ -64,6 +65,11 @@ func (c *Cluster) Host(name string) (Host, bool) {
 		}
 	}
 	return Host{}, false
+}
+
+// hostIndex is the index of the named host in spec.hosts, or -1.
+func (c *Cluster) hostIndex(name string) int {
+	return slices.IndexFunc(c.Spec.Hosts, func(h Host) bool { return h.Name == name })
 }
 
 // InitNode is the host that runs kubeadm init: the first of roleGroups.control-plane.

@@ -52,7 +52,9 @@ var sampleComments = map[string]string{
 	"spec.roleGroups": "What each host does, as in KubeKey. The first control-plane host runs kubeadm init;\n" +
 		"etcd runs on control-plane hosts. Ranges such as node[2:9] are accepted.",
 	"spec.controlPlaneEndpoint": "How nodes reach the API server. With several control planes, set address to the\n" +
-		"load balancer or VIP in front of them; domain resolves to it on every node.",
+		"load balancer or VIP in front of them (domain resolves to it), or let ksboot run one,\n" +
+		"as KubeKey does: internalLoadbalancer: haproxy (a local haproxy on every other node, no\n" +
+		"address) or internalLoadbalancer: kube-vip (address is the VIP it moves between them).",
 	"spec.kubernetes": "Kubernetes release and settings (containerd is the runtime). apiserverArgs,\n" +
 		"controllerManagerArgs, schedulerArgs and kubeletArgs add name=value flags, as in KubeKey.\n" +
 		"patches change what kubeadm generates where no flag reaches (kubeadm's patches):\n" +

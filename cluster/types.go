@@ -1,6 +1,9 @@
 package cluster
 
-import "time"
+import (
+	"net/netip"
+	"time"
+)
 
 // APIVersion and Kind identify a ksboot cluster file. The group mirrors KubeKey's
 // kubekey.kubesphere.io/v1alpha2 Cluster so that KubeKey users recognise the shape.
@@ -75,9 +78,33 @@ type RoleGroups struct {
 
 // ControlPlaneEndpoint is the address every node uses to reach the API server.
 type ControlPlaneEndpoint struct {
-	Domain  string `yaml:"domain"`
-	Address string `yaml:"address"`
-	Port    int    `yaml:"port"`
+	// InternalLoadbalancer is KubeKey's field of the same name: "haproxy" runs a local haproxy
+	// on every node that is not a control plane, forwarding 127.0.0.1:port to every control
+	// plane; "kube-vip" runs kube-vip on the control planes, holding the VIP in Address. Empty
+	// means none: Address, if set, is a load balancer or VIP the operator provides.
+	InternalLoadbalancer string `yaml:"internalLoadbalancer,omitempty"`
+	Domain               string `yaml:"domain"`
+	Address              string `yaml:"address"`
+	Port                 int    `yaml:"port"`
+}
+
+// Internal load balancers (controlPlaneEndpoint.internalLoadbalancer), KubeKey's names.
+const (
+	InternalLBHAProxy = "haproxy"
+	InternalLBKubeVIP = "kube-vip"
+)
+
+// KubeVIP returns the VIP kube-vip holds as a single-address prefix (a.b.c.d/32), and false
+// unless internalLoadbalancer is kube-vip with a valid address.
+func (e ControlPlaneEndpoint) KubeVIP() (netip.Prefix, bool) {
+	if e.InternalLoadbalancer != InternalLBKubeVIP {
+		return netip.Prefix{}, false
+	}
+	a, err := netip.ParseAddr(e.Address)
+	if err != nil {
+		return netip.Prefix{}, false
+	}
+	return netip.PrefixFrom(a, a.BitLen()), true
 }
 
 // Kubernetes selects the Kubernetes release and its main knobs.

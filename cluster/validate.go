@@ -226,10 +226,67 @@ func (v *validator) endpoint(c *Cluster) {
 	if e.Port < 1 || e.Port > 65535 {
 		v.errorf("spec.controlPlaneEndpoint.port", "%d is not a TCP port", e.Port)
 	}
-	if len(c.Spec.RoleGroups.ControlPlane) > 1 && e.Address == "" {
-		v.errorf("spec.controlPlaneEndpoint.address",
-			"%d control-plane hosts need a controlPlaneEndpoint address (a load balancer or VIP in front of them)",
-			len(c.Spec.RoleGroups.ControlPlane))
+	cps := c.Spec.RoleGroups.ControlPlane
+	switch e.InternalLoadbalancer {
+	case "":
+		if len(cps) > 1 && e.Address == "" {
+			v.errorf("spec.controlPlaneEndpoint.address",
+				"%d control-plane hosts need a controlPlaneEndpoint address (a load balancer or VIP in front of them), "+
+					"or internalLoadbalancer: haproxy or kube-vip", len(cps))
+		}
+	case InternalLBHAProxy:
+		if e.Address != "" {
+			v.errorf("spec.controlPlaneEndpoint.address",
+				"must be empty with internalLoadbalancer haproxy: every node that is not a control plane reaches the API "+
+					"through its own haproxy on 127.0.0.1:%d (remove internalLoadbalancer to use a load balancer at %s)", e.Port, e.Address)
+		}
+		// haproxy.cfg names every control plane by address, on every other node.
+		for _, name := range cps {
+			if i := c.hostIndex(name); i >= 0 && c.Spec.Hosts[i].Address == "" {
+				v.errorf(fmt.Sprintf("spec.hosts[%d].address", i),
+					"control plane %q needs a static address: with internalLoadbalancer haproxy the haproxy of every other node forwards to it", name)
+			}
+		}
+	case InternalLBKubeVIP:
+		if e.Address == "" {
+			v.errorf("spec.controlPlaneEndpoint.address",
+				"internalLoadbalancer kube-vip needs the virtual IP here: an unused address on the control planes' network, which kube-vip moves between them")
+			return
+		}
+		v.vip(c)
+	default:
+		v.errorf("spec.controlPlaneEndpoint.internalLoadbalancer", "must be haproxy or kube-vip (or left out), not %q", e.InternalLoadbalancer)
+	}
+}
+
+// vip checks kube-vip's virtual IP against the hosts: it must be nobody's address, and kube-vip
+// announces it by ARP, so it belongs on the control planes' segment.
+func (v *validator) vip(c *Cluster) {
+	const path = "spec.controlPlaneEndpoint.address"
+	vip, err := netip.ParseAddr(c.Spec.ControlPlaneEndpoint.Address)
+	if err != nil {
+		return // reported above
+	}
+	var nets []string
+	onSegment := false
+	for i, h := range c.Spec.Hosts {
+		pfx, err := netip.ParsePrefix(h.Address)
+		if err != nil {
+			continue
+		}
+		if pfx.Addr() == vip {
+			v.errorf(path, "%s is the address of host %q (spec.hosts[%d]); the VIP must be an address no machine has", vip, h.Name, i)
+			return
+		}
+		if slices.Contains(c.Spec.RoleGroups.ControlPlane, h.Name) {
+			nets = append(nets, pfx.Masked().String())
+			onSegment = onSegment || pfx.Masked().Contains(vip)
+		}
+	}
+	if len(nets) > 0 && !onSegment {
+		slices.Sort(nets)
+		v.warnf(path, "the VIP %s is outside the control planes' networks (%s): kube-vip announces it by ARP, so it must be on their segment",
+			vip, strings.Join(slices.Compact(nets), ", "))
 	}
 }
 
@@ -466,8 +523,13 @@ func (v *validator) discovery(c *Cluster) {
 	switch d.Mode {
 	case DiscoveryMDNS:
 	case DiscoveryStatic:
-		if c.Spec.ControlPlaneEndpoint.Address == "" && (len(c.Spec.RoleGroups.ControlPlane) != 1 || !hostHasAddress(c, c.InitNode())) {
-			v.errorf("spec.discovery.mode", "static discovery needs controlPlaneEndpoint.address (or a single control plane with a static address)")
+		// Without an endpoint address nodes go to the first control plane's static address:
+		// enough for a single control plane, and with haproxy (whose control planes all have
+		// static addresses) for the joins, after which each node uses its own haproxy.
+		oneTarget := len(c.Spec.RoleGroups.ControlPlane) == 1 || c.Spec.ControlPlaneEndpoint.InternalLoadbalancer == InternalLBHAProxy
+		if c.Spec.ControlPlaneEndpoint.Address == "" && (!oneTarget || !hostHasAddress(c, c.InitNode())) {
+			v.errorf("spec.discovery.mode", "static discovery needs controlPlaneEndpoint.address (or a first control plane with a static address, "+
+				"when it is the only one or internalLoadbalancer is haproxy)")
 		}
 	default:
 		v.errorf("spec.discovery.mode", "must be mdns or static, not %q", d.Mode)

@@ -51,11 +51,28 @@ fits() {
 
 [[ "${KSBOOT_CI_E2E:-0}" != 0 ]] || { echo "ci-e2e: off by default until single-node-1.26 has passed on its fixes (KSBOOT_CI_E2E=1 or auto runs it; make e2e E2E=single-node-1.26)"; exit 0; }
 start="$(date +%s)"
-echo "ci-e2e: building (or finding cached) the set-up of single-node-1.26 and mdns-cluster-1.26"
 mkdir -p "$artifacts"
 log="${artifacts}/ci-e2e-setup.log"
-if ! KSBOOT_E2E=single-node-1.26,mdns-cluster-1.26 KSBOOT_E2E_PREPARE_ONLY=1 \
-  go test -count=1 -v -timeout 60m -run TestE2E ./test/e2e >"$log" 2>&1; then
+# The set-up may use what is left after single-node-1.26's own estimate: on a cold machine it
+# builds Kubernetes v1.26.5 and the rest from their modules. Whatever it finishes is cached, so
+# a set-up cut short here resumes on the next run instead of pushing CI past its limit.
+setup_min=$(( $(left) - ${KSBOOT_E2E_ESTIMATE_MIN:-25} ))
+if [[ "${KSBOOT_CI_E2E:-auto}" != 1 ]] && (( setup_min < 1 )); then
+  echo "ci-e2e: skipping the suite: $(used) min of CI's ${budget} used, no time left for its set-up before single-node-1.26"
+  exit 0
+fi
+[[ "${KSBOOT_CI_E2E:-auto}" != 1 ]] || setup_min=120
+echo "ci-e2e: building (or finding cached) the set-up of single-node-1.26 and mdns-cluster-1.26 (at most ${setup_min} min)"
+rc=0
+KSBOOT_E2E=single-node-1.26,mdns-cluster-1.26 KSBOOT_E2E_PREPARE_ONLY=1 \
+  timeout --kill-after=60s "${setup_min}m" \
+  go test -count=1 -v -timeout 130m -run TestE2E ./test/e2e >"$log" 2>&1 || rc=$?
+if (( rc == 124 || rc == 137 )); then
+  grep -E 'e2e_test.go|harness.go|WARNING|built' "$log" || true
+  echo "ci-e2e: the set-up did not finish in ${setup_min} min (what it built is cached under" \
+    "${XDG_CACHE_HOME:-$HOME/.cache}/ksboot and the next run resumes there); skipping the scenarios"
+  exit 0
+elif (( rc != 0 )); then
   tail -n 60 "$log"
   echo "ci-e2e: the suite's set-up failed (whole log: ${log})"
   exit 1

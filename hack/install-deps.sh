@@ -9,6 +9,7 @@ pkgs=(
   qemu-system-x86 qemu-utils mmdebstrap            # real guests under TCG
   iproute2 ca-certificates git make                # network namespaces, tc netem
   dnsmasq-base                                     # DHCP on the e2e suite's private guest segment
+  haproxy                                          # haproxy -c judges the internal load balancer's haproxy.cfg
   gcc libc6-dev libseccomp-dev                     # cgo: runc with seccomp (build-artifacts.sh), flanneld
 )
 missing=()
@@ -24,6 +25,8 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 # cloud-init is installed only as a judge of what ksboot renders; it must never run on this host.
 $SUDO mkdir -p /etc/cloud && $SUDO touch /etc/cloud/cloud-init.disabled
+# haproxy likewise only judges configurations; its own service has no business running here.
+$SUDO systemctl disable --now haproxy >/dev/null 2>&1 || true
 if ! command -v staticcheck >/dev/null 2>&1 && [ ! -x "$(go env GOPATH)/bin/staticcheck" ]; then
   echo "installing staticcheck"
   go install honnef.co/go/tools/cmd/staticcheck@v0.8.2

@@ -9,9 +9,13 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
 	"github.com/ksboot/ksboot/bootstrap/addons/kube"
@@ -221,8 +225,42 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 	if err != nil || !openebs {
 		return err
 	}
+	if ok, err := SchedulableNode(ctx, kc.Clientset); err != nil {
+		return err
+	} else if !ok {
+		// Control planes alone, workers to join later (generic seeds): the provisioner cannot
+		// be placed yet, and waiting here would fail a cluster that is forming as planned.
+		o.Logger.WarnContext(ctx, "not waiting for the default storage: every node is tainted or cordoned, so the OpenEBS provisioner "+
+			"cannot run until a worker joins; it starts then", "what", OpenEBSWaitWhat)
+		return nil
+	}
 	o.Logger.InfoContext(ctx, "waiting for the default storage", "what", OpenEBSWaitWhat, "timeout", o.StorageTimeout)
 	return WaitOpenEBS(ctx, kc.Clientset, o.Interval, o.StorageTimeout, func(ps []kube.Problem) {
 		o.Logger.InfoContext(ctx, "waiting for the default storage", "pending", problemsText(ps))
 	})
+}
+
+// SchedulableNode says whether some Node can take a pod without tolerations (the OpenEBS
+// provisioner has none): not cordoned and without NoSchedule or NoExecute taints. The
+// not-ready and unreachable taints are not counted: the nodes are Ready when this is asked,
+// and the node lifecycle controller removes those taints shortly after.
+func SchedulableNode(ctx context.Context, cs kubernetes.Interface) (bool, error) {
+	nodes, err := cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return false, fmt.Errorf("listing nodes: %w", err)
+	}
+	for _, n := range nodes.Items {
+		if n.Spec.Unschedulable {
+			continue
+		}
+		if !slices.ContainsFunc(n.Spec.Taints, func(t corev1.Taint) bool {
+			if t.Key == corev1.TaintNodeNotReady || t.Key == corev1.TaintNodeUnreachable {
+				return false
+			}
+			return t.Effect == corev1.TaintEffectNoSchedule || t.Effect == corev1.TaintEffectNoExecute
+		}) {
+			return true, nil
+		}
+	}
+	return false, nil
 }

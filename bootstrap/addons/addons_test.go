@@ -16,6 +16,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/kubernetes/fake"
 
 	"github.com/ksboot/ksboot/bootstrap/addons/kube"
 	"github.com/ksboot/ksboot/cluster"
@@ -335,5 +337,36 @@ func TestCheckNodes(t *testing.T) {
 	}
 	if strings.Contains(s, "etcd9") {
 		t.Errorf("report %q waits for the etcd-only host", s)
+	}
+}
+
+func TestSchedulableNode(t *testing.T) {
+	node := func(name string, unschedulable bool, effects ...corev1.TaintEffect) *corev1.Node {
+		n := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: corev1.NodeSpec{Unschedulable: unschedulable}}
+		for _, e := range effects {
+			n.Spec.Taints = append(n.Spec.Taints, corev1.Taint{Key: "node-role.kubernetes.io/control-plane", Effect: e})
+		}
+		return n
+	}
+	for _, tc := range []struct {
+		name  string
+		nodes []runtime.Object
+		want  bool
+	}{
+		{"no nodes", nil, false},
+		{"tainted control plane alone", []runtime.Object{node("cp1", false, corev1.TaintEffectNoSchedule)}, false},
+		{"cordoned worker", []runtime.Object{node("cp1", false, corev1.TaintEffectNoSchedule), node("w1", true)}, false},
+		{"NoExecute", []runtime.Object{node("w1", false, corev1.TaintEffectNoExecute)}, false},
+		{"PreferNoSchedule only", []runtime.Object{node("w1", false, corev1.TaintEffectPreferNoSchedule)}, true},
+		{"not-ready taint of a Ready node", []runtime.Object{&corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "w1"},
+			Spec: corev1.NodeSpec{Taints: []corev1.Taint{{Key: corev1.TaintNodeNotReady, Effect: corev1.TaintEffectNoSchedule}}}}}, true},
+		{"a worker", []runtime.Object{node("cp1", false, corev1.TaintEffectNoSchedule), node("w1", false)}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := SchedulableNode(context.Background(), fake.NewSimpleClientset(tc.nodes...))
+			if err != nil || got != tc.want {
+				t.Errorf("SchedulableNode = %v, %v; want %v", got, err, tc.want)
+			}
+		})
 	}
 }

@@ -70,4 +70,16 @@ func TestDryRunAndStaticAddress(t *testing.T) {
 	if got := StaticAddress(c); got != "192.168.0.11:6443" {
 		t.Errorf("static address of a single control plane: %q", got)
 	}
+	// With haproxy there is no endpoint address: static discovery joins through the first
+	// control plane; kube-vip's VIP is the endpoint address.
+	c.Spec.RoleGroups.ControlPlane = []string{"node1", "node2", "node3"}
+	c.Spec.ControlPlaneEndpoint.InternalLoadbalancer = cluster.InternalLBHAProxy
+	if got := StaticAddress(c); got != "192.168.0.11:6443" {
+		t.Errorf("static address with haproxy: %q", got)
+	}
+	c.Spec.ControlPlaneEndpoint.InternalLoadbalancer = cluster.InternalLBKubeVIP
+	c.Spec.ControlPlaneEndpoint.Address = "192.168.0.100"
+	if got := StaticAddress(c); got != "192.168.0.100:6443" {
+		t.Errorf("static address with kube-vip: %q", got)
+	}
 }

@@ -84,9 +84,10 @@ func ImportImages(ctx context.Context, o Options) error {
 	return nil
 }
 
-// controlPlaneImages are the images kubeadm runs only on control-plane nodes, by the last
-// element of their repository (which stays the same under registry rewriting).
-var controlPlaneImages = []string{"kube-apiserver", "kube-controller-manager", "kube-scheduler", "etcd"}
+// controlPlaneImages are the images only control-plane nodes run, by the last element of their
+// repository (which stays the same under registry rewriting): kubeadm's control plane, and
+// kube-vip (internalLoadbalancer: kube-vip), whose static pod runs on control planes only.
+var controlPlaneImages = []string{"kube-apiserver", "kube-controller-manager", "kube-scheduler", "etcd", "kube-vip"}
 
 // RunsOnEveryNode is false for an image only control-plane nodes run (by the last element of
 // its repository): workers skip archives of such images, and bundles keep them apart.

@@ -126,6 +126,9 @@ func TestRunsOnEveryNode(t *testing.T) {
 		"registry.k8s.io/kube-proxy:v1.37.2":             true,
 		"registry.k8s.io/coredns/coredns:v1.14.6":        true,
 		"reg.local:5000/pause:3.10.2":                    true,
+		"ghcr.io/kube-vip/kube-vip:v0.7.2":               false, // internalLoadbalancer kube-vip: control planes only
+		"reg.local:5000/kubesphereio/kube-vip:v0.7.2":    false,
+		"docker.io/library/haproxy:2.9.6-alpine":         true, // internalLoadbalancer haproxy: the other nodes
 	} {
 		if got := RunsOnEveryNode(ref); got != want {
 			t.Errorf("RunsOnEveryNode(%q) = %v, want %v", ref, got, want)

@@ -144,6 +144,14 @@ var renderCases = []renderCase{
 		c.Spec.Kubernetes.Patches = []cluster.Patch{{Target: "kube-apiserver", Type: "strategic", Patch: apiserverProbePatch}}
 		return ParamsFromNode(nodeConfig(t, c, "node1"), "", "", "")
 	}},
+	{"init-kube-vip-ipvs", RoleInit, func(t testing.TB) Params {
+		// kube-vip holds the VIP (controlPlaneEndpoint.address) on the control planes; kube-proxy
+		// in IPVS mode is told to leave it alone.
+		c := haCluster()
+		c.Spec.ControlPlaneEndpoint.InternalLoadbalancer = cluster.InternalLBKubeVIP
+		c.Spec.Kubernetes.ProxyMode = "ipvs"
+		return ParamsFromNode(nodeConfig(t, c, "node1"), "", "", "")
+	}},
 	{"worker-kubelet-args", RoleWorker, func(t testing.TB) Params {
 		c := sampleCluster()
 		c.Spec.Kubernetes.KubeletArgs = []string{"node-status-update-frequency=20s"}
@@ -185,6 +193,53 @@ func TestRenderGolden(t *testing.T) {
 				}
 				golden.Assert(t, api.dir+tc.name+".yaml", got)
 				checkDocuments(t, got, tc.role)
+			})
+		}
+	}
+}
+
+// TestKubeProxyExcludesVIP: in IPVS mode kube-proxy's ipvs.excludeCIDRs holds kube-vip's VIP as
+// a /32, in both kubeadm APIs (they share the KubeProxyConfiguration); in other modes, and with
+// an external load balancer, kube-proxy's configuration has no ipvs block.
+func TestKubeProxyExcludesVIP(t *testing.T) {
+	for _, tc := range []struct {
+		name, lb, mode string
+		want           bool
+	}{
+		{"kube-vip ipvs", cluster.InternalLBKubeVIP, "ipvs", true},
+		{"kube-vip iptables", cluster.InternalLBKubeVIP, "iptables", false},
+		{"external load balancer ipvs", "", "ipvs", false},
+	} {
+		for _, version := range []string{"v1.26.5", "v1.37.2"} {
+			t.Run(tc.name+" "+version, func(t *testing.T) {
+				c := haCluster()
+				c.Spec.ControlPlaneEndpoint.InternalLoadbalancer = tc.lb
+				c.Spec.Kubernetes.ProxyMode = tc.mode
+				c.Spec.Kubernetes.Version = version
+				out, err := Render(ParamsFromNode(nodeConfig(t, c, "node1"), "", "", ""))
+				if err != nil {
+					t.Fatal(err)
+				}
+				var proxy struct {
+					Mode string
+					IPVS *struct {
+						ExcludeCIDRs []string `yaml:"excludeCIDRs"`
+					} `yaml:"ipvs"`
+				}
+				for _, doc := range strings.Split(string(out), "\n---\n") {
+					if strings.Contains(doc, "kind: KubeProxyConfiguration") {
+						if err := yaml.Unmarshal([]byte(doc), &proxy); err != nil {
+							t.Fatal(err)
+						}
+					}
+				}
+				if proxy.Mode != tc.mode {
+					t.Fatalf("kube-proxy mode %q, want %s:\n%s", proxy.Mode, tc.mode, out)
+				}
+				got := proxy.IPVS != nil && slices.Equal(proxy.IPVS.ExcludeCIDRs, []string{"192.168.0.100/32"})
+				if got != tc.want || (!tc.want && proxy.IPVS != nil) {
+					t.Errorf("ipvs %+v, want excludeCIDRs [192.168.0.100/32]: %v\n%s", proxy.IPVS, tc.want, out)
+				}
 			})
 		}
 	}

@@ -85,6 +85,10 @@ type Params struct {
 	DNSImageRepository string
 	// ProxyMode is kube-proxy's mode: ipvs, iptables or nftables.
 	ProxyMode string
+	// IPVSExcludeCIDRs become kube-proxy's ipvs.excludeCIDRs in IPVS mode: kube-vip's VIP, so
+	// that kube-proxy's clean-up of IPVS virtual servers it does not know leaves kube-vip's
+	// alone.
+	IPVSExcludeCIDRs []string
 	// Extra flags of the components (extraArgs): the API server, controller manager,
 	// scheduler and local etcd are cluster-wide (init only); the kubelet's are per node.
 	APIServerArgs         []Arg
@@ -169,6 +173,9 @@ func ParamsFromNode(nc *cluster.NodeConfig, nodeName, advertiseAddress string, e
 		Patches:               spec.Kubernetes.Patches,
 	}
 	p.ImageRepository, p.DNSImageRepository = imageRepositories(c)
+	if vip, ok := spec.ControlPlaneEndpoint.KubeVIP(); ok && spec.Kubernetes.ProxyMode == "ipvs" {
+		p.IPVSExcludeCIDRs = []string{vip.String()}
+	}
 	switch {
 	case nc.Node.Init:
 		p.Role = RoleInit

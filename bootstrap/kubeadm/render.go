@@ -157,7 +157,15 @@ type kubeletConfiguration struct {
 
 type kubeProxyConfiguration struct {
 	typeMeta `yaml:",inline"`
-	Mode     string `yaml:"mode"`
+	Mode     string         `yaml:"mode"`
+	IPVS     *kubeProxyIPVS `yaml:"ipvs,omitempty"`
+}
+
+// kubeProxyIPVS is KubeProxyIPVSConfiguration.
+type kubeProxyIPVS struct {
+	// ExcludeCIDRs are addresses whose IPVS virtual servers kube-proxy leaves alone when it
+	// cleans up the ones it does not know.
+	ExcludeCIDRs []string `yaml:"excludeCIDRs"`
 }
 
 type joinConfiguration struct {
@@ -277,11 +285,16 @@ func kubeletDocument() kubeletConfiguration {
 	}
 }
 
+// kubeProxyDocument is the cluster-wide KubeProxyConfiguration, the same for both kubeadm APIs.
 func kubeProxyDocument(p Params) kubeProxyConfiguration {
-	return kubeProxyConfiguration{
+	kp := kubeProxyConfiguration{
 		typeMeta: typeMeta{KubeProxyAPIVersion, "KubeProxyConfiguration"},
 		Mode:     p.ProxyMode,
 	}
+	if p.ProxyMode == "ipvs" && len(p.IPVSExcludeCIDRs) > 0 {
+		kp.IPVS = &kubeProxyIPVS{ExcludeCIDRs: p.IPVSExcludeCIDRs}
+	}
+	return kp
 }
 
 // KubeadmAPI is the kubeadm configuration API rendered for the parameters' Kubernetes version
@@ -389,6 +402,11 @@ func (p Params) Validate() error {
 		case "ipvs", "iptables", "nftables":
 		default:
 			bad("ProxyMode", "%q is not ipvs, iptables or nftables", p.ProxyMode)
+		}
+		for i, cidr := range p.IPVSExcludeCIDRs {
+			if _, err := netip.ParsePrefix(cidr); err != nil {
+				bad(fmt.Sprintf("IPVSExcludeCIDRs[%d]", i), "%q is not a CIDR", cidr)
+			}
 		}
 	} else {
 		checkEndpoint(bad, "APIServerEndpoint", p.APIServerEndpoint)

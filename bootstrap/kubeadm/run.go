@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -48,6 +49,10 @@ type RunOptions struct {
 	DryRun bool
 	// Sleep waits between join attempts; nil means a context-aware time.Sleep.
 	Sleep func(context.Context, time.Duration) error
+	// Prepare, if set, runs right before every kubeadm init or join, after any kubeadm reset
+	// (which empties /etc/kubernetes/manifests): the agent places the internal load balancer's
+	// static pods with it, so that the kubelet kubeadm starts runs them.
+	Prepare func(context.Context) error
 }
 
 // IgnoredPreflightChecks maps ksboot's preflight check names to kubeadm's, so that a machine
@@ -118,12 +123,18 @@ func Run(ctx context.Context, o RunOptions) error {
 		if err := writePKI(o); err != nil {
 			return err
 		}
+		if err := o.prepare(ctx); err != nil {
+			return err
+		}
 		args := []string{"init", "--config", ConfigPath, "--skip-token-print"}
 		args = append(args, ignoreFlag(o.IgnorePreflight)...)
 		fmt.Fprintln(o.Console, "ksboot: kubeadm init (this takes a few minutes)")
 		if _, err := o.Exec.Run(ctx, host.Cmd{Name: "kubeadm", Args: args, Stream: o.Stream}); err != nil {
-			return workflow.WithHint(fmt.Errorf("kubeadm init: %w", err),
-				"read the kubeadm output above (journalctl -u ksboot-bootstrap); the agent retries after `kubeadm reset -f`")
+			hint := "read the kubeadm output above (journalctl -u ksboot-bootstrap); the agent retries after `kubeadm reset -f`"
+			if refused := refusedManifests(ctx, o.Exec); refused != "" {
+				hint = refused + "; " + hint
+			}
+			return workflow.WithHint(fmt.Errorf("kubeadm init: %w", err), hint)
 		}
 		if o.DryRun {
 			return nil
@@ -139,6 +150,14 @@ func finished(root host.Root, role Role) error {
 		return err
 	}
 	return copyAdminConf(root, role)
+}
+
+// prepare runs the Prepare hook, if any.
+func (o RunOptions) prepare(ctx context.Context) error {
+	if o.Prepare == nil {
+		return nil
+	}
+	return o.Prepare(ctx)
 }
 
 func writePKI(o RunOptions) error {
@@ -181,6 +200,45 @@ func copyAdminConf(root host.Root, role Role) error {
 	return err
 }
 
+// kubeletRefused is the kubelet's log line for a static pod manifest it will not run.
+var kubeletRefused = regexp.MustCompile(`Could not process manifest file" err="((?:[^"\\]|\\.)*)" path="([^"]*)"`)
+
+// refusedManifests reads the kubelet's journal for static pod manifests it refused to run, the
+// reason a control plane never comes up while kubeadm only reports a timeout. A patch in
+// spec.kubernetes.patches that sets a probe this release's manifest does not have (kubeadm
+// v1.26 gives etcd and kube-scheduler no readiness probe) makes a probe without a handler,
+// which the kubelet refuses. It returns "" when nothing was refused or the journal cannot be
+// read.
+func refusedManifests(ctx context.Context, r host.Runner) string {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 20*time.Second)
+	defer cancel()
+	out, err := r.Run(ctx, host.Cmd{Name: "journalctl", Args: []string{"-u", "kubelet", "--no-pager", "-o", "cat", "-n", "3000"}})
+	if err != nil {
+		return ""
+	}
+	seen := map[string]string{}
+	var paths []string
+	for _, m := range kubeletRefused.FindAllStringSubmatch(string(out), -1) {
+		if _, ok := seen[m[2]]; !ok {
+			paths = append(paths, m[2])
+		}
+		seen[m[2]] = strings.ReplaceAll(m[1], `\"`, `"`)
+	}
+	if len(paths) == 0 {
+		return ""
+	}
+	var b strings.Builder
+	b.WriteString("the kubelet refused to run ")
+	for i, p := range paths {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "%s (%s)", p, seen[p])
+	}
+	b.WriteString(": a patch in spec.kubernetes.patches may set a probe or field this Kubernetes release's manifest does not have (see /etc/kubernetes/manifests)")
+	return b.String()
+}
+
 // joinFailure classifies kubeadm join output. Fatal problems stop at once with advice; anything
 // else (API not up yet, network) is retried.
 func joinFailure(output string) (fatal bool, hint string) {
@@ -194,8 +252,8 @@ func joinFailure(output string) (fatal bool, hint string) {
 	case strings.Contains(out, "could not find a jws signature"),
 		strings.Contains(out, "token id") && strings.Contains(out, "invalid"),
 		strings.Contains(out, "unauthorized") && strings.Contains(out, "cluster-info"):
-		return true, "the bootstrap token in this seed is unknown to the cluster or expired: on a control plane run " +
-			"`kubeadm token create <token from the secrets directory>`, or rebuild the seed with the cluster's secrets directory"
+		return true, "the bootstrap token in this seed is unknown to the cluster: it was rotated (ksboot token rotate) or " +
+			"expired; rebuild the seed with the cluster's secrets directory (ksboot build-seed), which holds the current token"
 	}
 	return false, ""
 }
@@ -209,6 +267,9 @@ func join(ctx context.Context, o RunOptions) error {
 	var last error
 	for attempt := 1; attempt <= 200; attempt++ {
 		if err := writePKI(o); err != nil {
+			return err
+		}
+		if err := o.prepare(ctx); err != nil {
 			return err
 		}
 		fmt.Fprintf(o.Console, "ksboot: kubeadm join %s (attempt %d)\n", o.Params.APIServerEndpoint, attempt)

@@ -74,6 +74,8 @@ func TestInitAfterFailedInitResetsFirst(t *testing.T) {
 		_, _ = kubeadmWrites(o.Root)()
 		return "error execution phase wait-control-plane: could not bootstrap the admin user", errors.New("exit status 1")
 	})
+	// A failed init reads the kubelet's journal for manifests it refused; here it refused none.
+	stub.Allow(`^journalctl -u kubelet `, "")
 	if err := Run(context.Background(), o); err == nil {
 		t.Fatal("a failed init reported success")
 	}
@@ -134,7 +136,91 @@ func TestJoinStopsOnUnknownToken(t *testing.T) {
 	stub.Register(`^kubeadm join --config`, "error execution phase preflight: couldn't validate the identity of the API Server: could not find a JWS signature in the cluster-info ConfigMap for token ID \"abcdef\"", errors.New("exit status 1"))
 	err := Run(context.Background(), o)
 	var h *workflow.Hinted
-	if !errors.As(err, &h) || !strings.Contains(h.Hint, "kubeadm token create") {
+	if !errors.As(err, &h) || !strings.Contains(h.Hint, "ksboot token rotate") || !strings.Contains(h.Hint, "rebuild the seed") {
 		t.Fatalf("want a token hint, got %v", err)
+	}
+}
+
+// TestPrepareRunsBeforeEveryAttempt: the Prepare hook (the agent's internal load balancer) runs
+// before kubeadm init and before every join attempt, after the reset that empties
+// /etc/kubernetes/manifests, so the static pods are in place whenever kubeadm starts the kubelet.
+func TestPrepareRunsBeforeEveryAttempt(t *testing.T) {
+	const manifest = ManifestsDir + "/haproxy.yaml"
+	place := func(o *RunOptions, log *[]string) {
+		o.Prepare = func(context.Context) error {
+			*log = append(*log, "prepare")
+			_, err := o.Root.WriteFile(manifest, []byte("kind: Pod\n"), 0o600)
+			return err
+		}
+	}
+	stub := hosttest.NewStub(t)
+	o := runOptions(t, "node2", stub)
+	var log []string
+	place(&o, &log)
+	joinSees := func() (string, error) {
+		log = append(log, "join")
+		if !o.Root.Exists(manifest) {
+			return "", errors.New("join ran without the static pod in place")
+		}
+		return "error execution phase kubelet-start: timed out", errors.New("exit status 1")
+	}
+	stub.RegisterDo(`^kubeadm join --config`, joinSees)
+	stub.RegisterDo(`^kubeadm reset -f --cri-socket`, func() (string, error) {
+		log = append(log, "reset")
+		return "", o.Root.Remove(manifest) // kubeadm reset empties the manifests directory
+	})
+	stub.RegisterDo(`^kubeadm join --config`, func() (string, error) {
+		if _, err := joinSees(); err != nil && !o.Root.Exists(manifest) {
+			return "", err
+		}
+		return "This node has joined the cluster", nil
+	})
+	if err := Run(context.Background(), o); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(log, ","); got != "prepare,join,reset,prepare,join" {
+		t.Errorf("order %s, want prepare before every join", got)
+	}
+
+	stub = hosttest.NewStub(t)
+	o = runOptions(t, "node1", stub)
+	log = nil
+	place(&o, &log)
+	stub.RegisterDo(`^kubeadm init `, func() (string, error) {
+		if !o.Root.Exists(manifest) {
+			return "", errors.New("init ran without the static pod in place")
+		}
+		return kubeadmWrites(o.Root)()
+	})
+	if err := Run(context.Background(), o); err != nil {
+		t.Fatal(err)
+	}
+	if len(log) != 1 {
+		t.Errorf("prepare ran %d times for one init", len(log))
+	}
+}
+
+// TestInitNamesRefusedManifests: when kubeadm init times out because the kubelet refused a
+// static pod manifest (a patch made a probe without a handler), the hint says which and why.
+func TestInitNamesRefusedManifests(t *testing.T) {
+	stub := hosttest.NewStub(t)
+	o := runOptions(t, "node1", stub)
+	stub.Register(`^kubeadm init`, "[wait-control-plane] Waiting for the kubelet to boot up the control plane\ntimed out waiting for the condition", errors.New("exit status 1"))
+	stub.Register(`^journalctl -u kubelet`, `E1206 20:27:41.154365 1160 file.go:187] "Could not process manifest file" err="invalid pod: [spec.containers[0].readinessProbe: Required value: must specify a handler type]" path="/etc/kubernetes/manifests/etcd.yaml"
+E1206 20:28:00.954965 1160 file.go:187] "Could not process manifest file" err="invalid pod: [spec.containers[0].readinessProbe: Required value: must specify a handler type]" path="/etc/kubernetes/manifests/etcd.yaml"
+E1206 20:28:00.955965 1160 file.go:187] "Could not process manifest file" err="invalid pod: [spec.containers[0].readinessProbe: Required value: must specify a handler type]" path="/etc/kubernetes/manifests/kube-scheduler.yaml"
+`, nil)
+	err := Run(context.Background(), o)
+	var h *workflow.Hinted
+	if !errors.As(err, &h) {
+		t.Fatalf("want a hinted error, got %v", err)
+	}
+	for _, want := range []string{
+		"the kubelet refused to run /etc/kubernetes/manifests/etcd.yaml (invalid pod: [spec.containers[0].readinessProbe: Required value: must specify a handler type]), /etc/kubernetes/manifests/kube-scheduler.yaml",
+		"spec.kubernetes.patches",
+	} {
+		if !strings.Contains(h.Hint, want) {
+			t.Errorf("hint lacks %q:\n%s", want, h.Hint)
+		}
 	}
 }

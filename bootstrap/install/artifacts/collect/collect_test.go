@@ -20,6 +20,7 @@ import (
 	"github.com/ksboot/ksboot/bootstrap/install/artifacts/collect/collecttest"
 	"github.com/ksboot/ksboot/cluster"
 	"github.com/ksboot/ksboot/image"
+	"github.com/ksboot/ksboot/versions"
 )
 
 // fixture is a mirror with the release binaries, Calico's fake manifest and the ks-core test
@@ -267,6 +268,28 @@ func TestCollectImageGroups(t *testing.T) {
 				GroupCNI:        {h + "/kubesphereio/flannel-cni-plugin:v1.8.0-flannel1", h + "/kubesphereio/flannel:v0.27.4"},
 				GroupStorage:    {h + "/kubesphereio/linux-utils:4.3.0", h + "/kubesphereio/provisioner-localpv:4.4.0"},
 				GroupKubeSphere: {h + "/kubesphereio/ks-installer:v3.4.1"},
+			},
+		},
+		{
+			// The internal load balancer's image is a group of its own, named as the nodes
+			// pull it (a path-for-path mirror here).
+			name:  "haproxy",
+			extra: "  network: {plugin: none}\n  storage: {defaultClass: local-path}\n  controlPlaneEndpoint: {internalLoadbalancer: haproxy}\n",
+			groups: map[string][]string{
+				GroupKubernetes:   kubernetesRefs(h),
+				GroupControlPlane: controlPlaneRefs(h),
+				GroupLoadBalancer: {h + "/library/haproxy:" + versions.HAProxyVersion},
+			},
+		},
+		{
+			name:     "kube-vip, namespace override",
+			extra:    "  network: {plugin: none}\n  storage: {defaultClass: local-path}\n  controlPlaneEndpoint: {internalLoadbalancer: kube-vip, address: 10.0.0.100}\n",
+			override: true,
+			groups: map[string][]string{
+				GroupKubernetes: {h + "/kubesphereio/coredns:v1.14.6", h + "/kubesphereio/kube-proxy:v1.37.2", h + "/kubesphereio/pause:3.10.2"},
+				GroupControlPlane: {h + "/kubesphereio/etcd:3.7.0-0", h + "/kubesphereio/kube-apiserver:v1.37.2",
+					h + "/kubesphereio/kube-controller-manager:v1.37.2", h + "/kubesphereio/kube-scheduler:v1.37.2"},
+				GroupLoadBalancer: {h + "/kubesphereio/kube-vip:" + versions.KubeVIPVersion},
 			},
 		},
 		{

@@ -24,6 +24,7 @@ import (
 	"github.com/ksboot/ksboot/bootstrap/install/artifacts"
 	"github.com/ksboot/ksboot/bootstrap/kubeadm"
 	"github.com/ksboot/ksboot/bootstrap/kubesphere"
+	"github.com/ksboot/ksboot/bootstrap/loadbalancer"
 	"github.com/ksboot/ksboot/cluster"
 	"github.com/ksboot/ksboot/image"
 )
@@ -46,11 +47,19 @@ const (
 	// GroupKubeSphere is KubeSphere's: ks-installer (v3) or the ks-core chart's workloads, hook
 	// Jobs and configured tool images (v4).
 	GroupKubeSphere = "kubesphere"
+	// GroupLoadBalancer is the internal load balancer's (controlPlaneEndpoint.
+	// internalLoadbalancer): haproxy, which every node that is not a control plane runs, or
+	// kube-vip, which only control planes run (workers skip its archive).
+	GroupLoadBalancer = "loadbalancer"
 )
 
 // imageGroups lists the groups the cluster needs, in install order.
 func (c *collector) imageGroups() []string {
 	groups := []string{GroupKubernetes, GroupControlPlane}
+	if loadbalancer.Kind(c.c) != "" {
+		// Before kubeadm: the static pods start with the kubelet kubeadm starts.
+		groups = append(groups, GroupLoadBalancer)
+	}
 	switch c.c.Spec.Network.Plugin {
 	case "flannel", "calico":
 		groups = append(groups, GroupCNI)
@@ -105,6 +114,8 @@ func (c *collector) group(ctx context.Context, g string) (imageGroup, error) {
 				ig.version = addons.CalicoVersion
 			}
 		}
+	case GroupLoadBalancer:
+		ig.refs, ig.version = loadbalancer.Images(c.c), loadbalancer.Version(c.c)
 	case GroupKubeSphere:
 		ig, err = c.kubesphereImages()
 	default:
