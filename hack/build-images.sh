@@ -117,7 +117,10 @@ publish() {
 # VERSION_VAR as the upstream release builds do; returns non-zero (leaving nothing behind) if
 # the build fails.
 go_install() {
-  local name="$1" version="$2" cgo="$3" bin="$4" pkg="$5" ldflags="-s -w"
+  # -checklinkname=0: releases of the Kubernetes v1.2x era (CoreDNS v1.9.3) pull
+  # golang.org/x/net versions that reach syscall internals by go:linkname, which Go 1.23 and
+  # later refuse to link by default.
+  local name="$1" version="$2" cgo="$3" bin="$4" pkg="$5" ldflags="-s -w -checklinkname=0"
   [[ -z "${6:-}" ]] || ldflags+=" -X ${6}=${version}"
   local dest="${cache}/${name}/${version}/bin" start
   if [[ -x "${dest}/${bin}" ]]; then
@@ -171,7 +174,13 @@ build_etcd() {
     grep -m1 '^go ' "$upstream"
     echo
     echo "require go.etcd.io/etcd/v3 ${version}"
-    for m in $mods; do echo "replace ${m} => ${m} ${version}"; done
+    # etcd 3.5's v2 client module is versioned v2.305.<patch> alongside v3.5.<patch>.
+    for m in $mods; do
+      case "$m" in
+        */v2) echo "replace ${m} => ${m} v2.305.${version##*.}" ;;
+        *) echo "replace ${m} => ${m} ${version}" ;;
+      esac
+    done
   } >"${tmp}/mod/go.mod"
   printf '//go:build tools\n\npackage tools\n\nimport _ "go.etcd.io/etcd/server/v3"\n' >"${tmp}/mod/tools.go"
   if ! (cd "${tmp}/mod" && go mod tidy && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "${tmp}/etcd" go.etcd.io/etcd/server/v3); then
