@@ -207,20 +207,9 @@ func Calico(ctx context.Context, c *cluster.Cluster, src ManifestSource, a Artif
 	return objs, nil
 }
 
-// podSpecPath is where workload kinds keep their pod spec.
-var podSpecPath = map[string][]string{
-	"Pod":         {"spec"},
-	"DaemonSet":   {"spec", "template", "spec"},
-	"Deployment":  {"spec", "template", "spec"},
-	"StatefulSet": {"spec", "template", "spec"},
-	"ReplicaSet":  {"spec", "template", "spec"},
-	"Job":         {"spec", "template", "spec"},
-	"CronJob":     {"spec", "jobTemplate", "spec", "template", "spec"},
-}
-
 // rewriteImages renames the image of every container and init container of a workload.
 func rewriteImages(u *unstructured.Unstructured, reg cluster.Registry) error {
-	path, ok := podSpecPath[u.GetKind()]
+	path, ok := kube.PodSpecPaths[u.GetKind()]
 	if !ok {
 		return nil
 	}
@@ -250,7 +239,7 @@ func rewriteImages(u *unstructured.Unstructured, reg cluster.Registry) error {
 
 // setContainerEnv sets (replacing or adding) an environment variable of a named container.
 func setContainerEnv(u *unstructured.Unstructured, container, name, value string) error {
-	path := slices.Concat(podSpecPath[u.GetKind()], []string{"containers"})
+	path := slices.Concat(kube.PodSpecPaths[u.GetKind()], []string{"containers"})
 	cs, _, err := unstructured.NestedSlice(u.Object, path...)
 	if err != nil {
 		return err

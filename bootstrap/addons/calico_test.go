@@ -63,7 +63,7 @@ func podImages(t *testing.T, u *unstructured.Unstructured) []string {
 	t.Helper()
 	var out []string
 	for _, field := range []string{"initContainers", "containers"} {
-		cs, _, err := unstructured.NestedSlice(u.Object, slices.Concat(podSpecPath[u.GetKind()], []string{field})...)
+		cs, _, err := unstructured.NestedSlice(u.Object, slices.Concat(kube.PodSpecPaths[u.GetKind()], []string{field})...)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -79,7 +79,7 @@ func podImages(t *testing.T, u *unstructured.Unstructured) []string {
 // name=<from> for a value taken from elsewhere).
 func containerEnv(t *testing.T, u *unstructured.Unstructured, container string) []string {
 	t.Helper()
-	cs, _, _ := unstructured.NestedSlice(u.Object, slices.Concat(podSpecPath[u.GetKind()], []string{"containers"})...)
+	cs, _, _ := unstructured.NestedSlice(u.Object, slices.Concat(kube.PodSpecPaths[u.GetKind()], []string{"containers"})...)
 	for _, c := range cs {
 		m := c.(map[string]any)
 		if m["name"] != container {
@@ -163,7 +163,7 @@ func TestCalicoPatchesRealStructure(t *testing.T) {
 				if kube.Describe(u) != kube.Describe(o) {
 					t.Fatalf("object %d is %s, was %s: the order changed", i, kube.Describe(u), kube.Describe(o))
 				}
-				if _, workload := podSpecPath[u.GetKind()]; !workload {
+				if _, workload := kube.PodSpecPaths[u.GetKind()]; !workload {
 					if u.GetKind() == "CustomResourceDefinition" {
 						crds++
 					}
@@ -177,7 +177,7 @@ func TestCalicoPatchesRealStructure(t *testing.T) {
 				rest, restOrig := u.DeepCopy(), o.DeepCopy()
 				for _, w := range []*unstructured.Unstructured{rest, restOrig} {
 					for _, field := range []string{"initContainers", "containers"} {
-						path := slices.Concat(podSpecPath[w.GetKind()], []string{field})
+						path := slices.Concat(kube.PodSpecPaths[w.GetKind()], []string{field})
 						cs, _, _ := unstructured.NestedSlice(w.Object, path...)
 						for _, ctr := range cs {
 							m := ctr.(map[string]any)

@@ -541,17 +541,6 @@ func RenderParams(ch *chart.Chart, p Params, kubernetesVersion string) (*Rendere
 // imageUse is an image and the object that names it.
 type imageUse struct{ image, object string }
 
-// podSpecPaths is where workload kinds keep their pod spec.
-var podSpecPaths = map[string][]string{
-	"Pod":         {"spec"},
-	"DaemonSet":   {"spec", "template", "spec"},
-	"Deployment":  {"spec", "template", "spec"},
-	"StatefulSet": {"spec", "template", "spec"},
-	"ReplicaSet":  {"spec", "template", "spec"},
-	"Job":         {"spec", "template", "spec"},
-	"CronJob":     {"spec", "jobTemplate", "spec", "template", "spec"},
-}
-
 // configImagePaths are the images kubesphere-config (kubesphere.yaml) names for pods ks-core
 // starts itself.
 var configImagePaths = [][]string{
@@ -578,23 +567,8 @@ func imageUses(objs []*unstructured.Unstructured) []imageUse {
 			}
 			continue
 		}
-		p, ok := podSpecPaths[u.GetKind()]
-		if !ok {
-			continue
-		}
-		spec, found, err := unstructured.NestedMap(u.Object, p...)
-		if !found || err != nil {
-			continue
-		}
-		for _, key := range []string{"initContainers", "containers"} {
-			list, _ := spec[key].([]any)
-			for _, item := range list {
-				if m, ok := item.(map[string]any); ok {
-					if img, ok := m["image"].(string); ok && img != "" {
-						out = append(out, imageUse{img, kube.Describe(u)})
-					}
-				}
-			}
+		for _, img := range kube.ContainerImages(u) {
+			out = append(out, imageUse{img, kube.Describe(u)})
 		}
 	}
 	return out

@@ -11,6 +11,7 @@ import (
 	"helm.sh/helm/v3/pkg/chart/loader"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
+	"github.com/ksboot/ksboot/bootstrap/addons/kube"
 	"github.com/ksboot/ksboot/cluster"
 	"github.com/ksboot/ksboot/internal/golden"
 )
@@ -46,7 +47,7 @@ func containers(t *testing.T, objs []*unstructured.Unstructured) map[string]map[
 	t.Helper()
 	out := map[string]map[string]any{}
 	for _, u := range objs {
-		p, ok := podSpecPaths[u.GetKind()]
+		p, ok := kube.PodSpecPaths[u.GetKind()]
 		if !ok {
 			continue
 		}

@@ -20,6 +20,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/ksboot/ksboot/bootstrap/addons"
+	"github.com/ksboot/ksboot/bootstrap/addons/kube"
 	"github.com/ksboot/ksboot/bootstrap/install"
 	"github.com/ksboot/ksboot/bootstrap/install/artifacts"
 	"github.com/ksboot/ksboot/bootstrap/kubeadm"
@@ -192,39 +193,11 @@ func (c *collector) kubesphereImages() (imageGroup, error) {
 	return ig, nil
 }
 
-// podSpecPaths is where workload kinds keep their pod template.
-var podSpecPaths = map[string][]string{
-	"Pod":         {"spec"},
-	"DaemonSet":   {"spec", "template", "spec"},
-	"Deployment":  {"spec", "template", "spec"},
-	"StatefulSet": {"spec", "template", "spec"},
-	"ReplicaSet":  {"spec", "template", "spec"},
-	"Job":         {"spec", "template", "spec"},
-	"CronJob":     {"spec", "jobTemplate", "spec", "template", "spec"},
-}
-
 // podImages lists the images of the containers and init containers of workload objects.
 func podImages(objs []*unstructured.Unstructured) []string {
 	var refs []string
 	for _, u := range objs {
-		p, ok := podSpecPaths[u.GetKind()]
-		if !ok {
-			continue
-		}
-		spec, found, err := unstructured.NestedMap(u.Object, p...)
-		if !found || err != nil {
-			continue
-		}
-		for _, key := range []string{"initContainers", "containers"} {
-			list, _ := spec[key].([]any)
-			for _, item := range list {
-				if m, ok := item.(map[string]any); ok {
-					if img, ok := m["image"].(string); ok && img != "" {
-						refs = append(refs, img)
-					}
-				}
-			}
-		}
+		refs = append(refs, kube.ContainerImages(u)...)
 	}
 	return refs
 }
