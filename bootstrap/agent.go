@@ -48,6 +48,9 @@ type Options struct {
 	Only string
 	// DiscoverTimeout bounds the wait for the control plane.
 	DiscoverTimeout time.Duration
+	// JoinOrderTimeout bounds a joining control plane's wait for the control planes before it
+	// (default joinorder.DefaultTimeout).
+	JoinOrderTimeout time.Duration
 	// HTTP downloads artifacts; nil means a default client.
 	HTTP *http.Client
 	// Interfaces lists the host's addresses; nil means the real interfaces.
@@ -61,20 +64,21 @@ type Options struct {
 
 // Node is the data every phase shares: who the node is and how to reach the machine.
 type Node struct {
-	Config          *cluster.NodeConfig
-	Name            string
-	Addresses       []string
-	Root            host.Root
-	Exec            host.Runner
-	OS              host.OS
-	Arch            string
-	DryRun          bool
-	Logger          *slog.Logger
-	Console         io.Writer
-	Journal         io.Writer // long command output (kubeadm) goes here
-	HTTP            *http.Client
-	DiscoverTimeout time.Duration
-	Status          *state.Status
+	Config           *cluster.NodeConfig
+	Name             string
+	Addresses        []string
+	Root             host.Root
+	Exec             host.Runner
+	OS               host.OS
+	Arch             string
+	DryRun           bool
+	Logger           *slog.Logger
+	Console          io.Writer
+	Journal          io.Writer // long command output (kubeadm) goes here
+	HTTP             *http.Client
+	DiscoverTimeout  time.Duration
+	JoinOrderTimeout time.Duration
+	Status           *state.Status
 }
 
 // AdvertiseAddress is the address the node's API server and kubelet use: the static address
@@ -256,7 +260,8 @@ func setup(ctx context.Context, o Options) (*Node, *Identity, error) {
 		return nil, nil, err
 	}
 	n := &Node{Config: nc, Name: name, Addresses: addrs, Root: root, Exec: o.Exec, DryRun: o.DryRun,
-		Logger: o.Logger, Console: o.Console, Journal: o.Console, HTTP: o.HTTP, DiscoverTimeout: o.DiscoverTimeout, Status: st}
+		Logger: o.Logger, Console: o.Console, Journal: o.Console, HTTP: o.HTTP, DiscoverTimeout: o.DiscoverTimeout,
+		JoinOrderTimeout: o.JoinOrderTimeout, Status: st}
 	if n.OS, err = host.ReadOS(root); err != nil {
 		o.Logger.Warn("cannot identify the OS; preflight reports it", "error", err)
 	}

@@ -14,12 +14,9 @@ import (
 	"github.com/ksboot/ksboot/discovery"
 )
 
-// PhaseJoined is announced once the kubeadm phase has finished: control planes that join one at a
-// time wait for the previous one to announce it (or any later phase).
+// PhaseJoined is announced once the kubeadm phase has finished, for `ksboot watch`. Joining
+// control planes do not rely on it: they ask the cluster itself (package joinorder).
 const PhaseJoined = "joined"
-
-// JoinedOrLater are the announced phases that mean "this node is part of the cluster".
-var JoinedOrLater = []string{PhaseJoined, "addons", "kubesphere", "done"}
 
 // announcedPhase is what a node announces for its status: the running phase, except that a
 // finished kubeadm phase reads "joined".

@@ -125,6 +125,7 @@ func TestDryRunInternalLoadBalancer(t *testing.T) {
 		}, "192.168.0.11 lb.kubesphere.local"},
 		{"kube-vip joining control plane", cluster.InternalLBKubeVIP, "node2", []string{
 			`would discover: the control plane at the static endpoint 192\.168\.0\.100:6443`,
+			`would wait: before kubeadm join, for control plane node1 \(Ready Node; started voting etcd member answering health at 192\.168\.0\.11:2379; /readyz at 192\.168\.0\.11:6443 or mirror pod kube-apiserver-node1 Ready\), at most 30m0s, .*\(not contacted: a dry run sends nothing\)`,
 			`would run: kubeadm join --config /etc/ksboot/kubeadm.yaml`,
 			`kube-vip: wrote /etc/kubernetes/manifests/kube-vip\.yaml \(static pod holding the VIP 192\.168\.0\.100, API access through /etc/kubernetes/admin\.conf\)`,
 		}, map[string]string{
@@ -136,6 +137,10 @@ func TestDryRunInternalLoadBalancer(t *testing.T) {
 			root, out := dryRunNode(t, lbCluster(tc.lb), tc.host, "addons", "kubesphere")
 			if urls := requested(); len(urls) > 0 {
 				t.Errorf("the dry run requested %v", urls)
+			}
+			// Only a joining control plane waits for the ones before it: not the first, not a worker.
+			if waits := strings.Contains(out, "would wait: before kubeadm join"); waits != (tc.host == "node2") {
+				t.Errorf("%s waits for earlier control planes: %v\n%s", tc.host, waits, out)
 			}
 			pos := 0
 			for _, re := range tc.order {

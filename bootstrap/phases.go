@@ -14,6 +14,7 @@ import (
 	"github.com/ksboot/ksboot/bootstrap/endpoint"
 	"github.com/ksboot/ksboot/bootstrap/install"
 	"github.com/ksboot/ksboot/bootstrap/install/artifacts"
+	"github.com/ksboot/ksboot/bootstrap/joinorder"
 	"github.com/ksboot/ksboot/bootstrap/kubeadm"
 	"github.com/ksboot/ksboot/bootstrap/kubesphere"
 	"github.com/ksboot/ksboot/bootstrap/loadbalancer"
@@ -33,7 +34,7 @@ func Phases() []workflow.Phase[*Node] {
 		{Name: "os", Short: "prepare the OS: host name, /etc/hosts, swap, kernel modules, sysctls, time, firewall", Run: runOS},
 		{Name: "install", Short: "install OS packages, containerd, runc, CNI plugins, crictl, kubeadm, kubelet, kubectl", Run: runInstall},
 		{Name: "discover", Short: "find and verify the control plane (mDNS or static endpoint)", Run: runDiscover},
-		{Name: "kubeadm", Short: "kubeadm init or join", Run: runKubeadm},
+		{Name: "kubeadm", Short: "kubeadm init or join (a control plane joins once the ones before it are ready)", Run: runKubeadm},
 		{Name: "addons", Short: "deploy the CNI and default storage, label nodes, wait for every node to be Ready", Run: runAddons,
 			RunIf: initializes},
 		{Name: "kubesphere", Short: "deploy KubeSphere and print the welcome banner", Run: runKubeSphere,
@@ -103,8 +104,7 @@ func runDiscover(ctx context.Context, n *Node) error {
 		return dryRunDiscover(ctx, n)
 	}
 	res, err := endpoint.Resolve(ctx, endpoint.Options{Config: n.Config, Logger: n.Logger, Timeout: n.DiscoverTimeout,
-		Interface:    mdnsInterface(n.Config, n.Name),
-		JoinedPhases: JoinedOrLater, DryRun: n.DryRun, Progress: discoverProgress(n)})
+		Interface: mdnsInterface(n.Config, n.Name), DryRun: n.DryRun, Progress: discoverProgress(n)})
 	if err != nil {
 		return workflow.WithHint(err, "check the network between the nodes (ksboot watch, ksboot discover --config /etc/ksboot/node.yaml)")
 	}
@@ -311,6 +311,13 @@ func chartFetch(n *Node, opts kubesphere.Options) (string, bool) {
 
 func runKubeadm(ctx context.Context, n *Node) error {
 	role := kubeadm.RoleFor(n.Config, n.Status.Existing)
+	// Only a control plane that has yet to join waits: not the init node, not workers, and
+	// not one whose join finished before a restart.
+	if role == kubeadm.RoleControlPlane && !n.Root.Exists(kubeadm.DoneMarker) {
+		if err := waitJoinOrder(ctx, n); err != nil {
+			return err
+		}
+	}
 	p := kubeadm.ParamsFromNode(n.Config, n.Name, n.AdvertiseAddress(), n.Status.Endpoint)
 	p.Role = role
 	lb := loadbalancer.Node{Name: n.Name, ControlPlane: n.Config.Node.IsControlPlane(), Init: role == kubeadm.RoleInit}
@@ -326,6 +333,34 @@ func runKubeadm(ctx context.Context, n *Node) error {
 		return err
 	}
 	return finishLoadBalancer(ctx, n, lb)
+}
+
+// waitJoinOrder holds a joining control plane until every control plane before it in
+// spec.roleGroups.control-plane is ready (package joinorder), or in a dry run says what it would
+// wait for. What it waits for goes into status.json's error too, which the announcement
+// carries to `ksboot watch`.
+func waitJoinOrder(ctx context.Context, n *Node) error {
+	if n.DryRun {
+		line, err := joinorder.Describe(&n.Config.Cluster, n.Name, n.JoinOrderTimeout)
+		if line != "" {
+			fmt.Fprintln(n.Console, line)
+		}
+		return err
+	}
+	err := joinorder.Wait(ctx, joinorder.Options{Config: n.Config, Node: n.Name, Endpoint: n.Status.Endpoint,
+		Timeout: n.JoinOrderTimeout, Logger: n.Logger, Console: n.Console,
+		Progress: func(p string) {
+			n.Status.Error, n.Status.Updated = p, time.Now().UTC()
+			if err := state.Write(string(n.Root), n.Status); err != nil {
+				n.Logger.Warn("cannot record the join-order wait", "error", err)
+			}
+		}})
+	if err != nil {
+		return workflow.WithHint(err, "control planes join one at a time, in the order of spec.roleGroups.control-plane: "+
+			"see why the ones named are not ready on their consoles or with `ksboot agent status` there (`ksboot watch` shows their phase); "+
+			"this node asks again when ksboot-bootstrap.service restarts")
+	}
+	return nil
 }
 
 // placeLoadBalancer writes the internal load balancer's files of the stage, saying so.

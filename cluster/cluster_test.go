@@ -160,6 +160,17 @@ func TestSemanticChecks(t *testing.T) {
 			c.Spec.ControlPlaneEndpoint.InternalLoadbalancer = InternalLBHAProxy
 			c.Spec.Hosts[1].Address, c.Spec.Hosts[1].Gateway = "", ""
 		}, "spec.hosts[1].address", false},
+		{"DHCP control plane behind a load balancer", func(c *Cluster) {
+			threeControlPlanes(c)
+			c.Spec.ControlPlaneEndpoint.Address = "192.168.0.100"
+			c.Spec.Hosts[2].Address, c.Spec.Hosts[2].Gateway, c.Spec.Hosts[2].DNS = "", "", nil
+		}, "spec.hosts[2].address", false},
+		{"DHCP control plane with kube-vip", func(c *Cluster) {
+			threeControlPlanes(c)
+			c.Spec.ControlPlaneEndpoint.InternalLoadbalancer = InternalLBKubeVIP
+			c.Spec.ControlPlaneEndpoint.Address = "192.168.0.100"
+			c.Spec.Hosts[0].Address, c.Spec.Hosts[0].Gateway, c.Spec.Hosts[0].DNS = "", "", nil
+		}, "spec.hosts[0].address", false},
 		{"haproxy with an endpoint address", func(c *Cluster) {
 			threeControlPlanes(c)
 			c.Spec.ControlPlaneEndpoint.InternalLoadbalancer = InternalLBHAProxy

@@ -227,6 +227,20 @@ func (v *validator) endpoint(c *Cluster) {
 		v.errorf("spec.controlPlaneEndpoint.port", "%d is not a TCP port", e.Port)
 	}
 	cps := c.Spec.RoleGroups.ControlPlane
+	if len(cps) > 1 {
+		// Each control plane that joins later first asks the earlier ones, at their addresses,
+		// whether their etcd member and API server are healthy (bootstrap/joinorder); etcd's
+		// peers find each other by these addresses too, so DHCP is no basis for them.
+		why := "with several control planes each one that joins later checks the etcd member (port 2379) and API server of the ones before it at their addresses"
+		if e.InternalLoadbalancer == InternalLBHAProxy {
+			why += ", and with internalLoadbalancer haproxy the haproxy of every other node forwards to it"
+		}
+		for _, name := range cps {
+			if i := c.hostIndex(name); i >= 0 && c.Spec.Hosts[i].Address == "" {
+				v.errorf(fmt.Sprintf("spec.hosts[%d].address", i), "control plane %q needs a static address: %s", name, why)
+			}
+		}
+	}
 	switch e.InternalLoadbalancer {
 	case "":
 		if len(cps) > 1 && e.Address == "" {
@@ -240,11 +254,12 @@ func (v *validator) endpoint(c *Cluster) {
 				"must be empty with internalLoadbalancer haproxy: every node that is not a control plane reaches the API "+
 					"through its own haproxy on 127.0.0.1:%d (remove internalLoadbalancer to use a load balancer at %s)", e.Port, e.Address)
 		}
-		// haproxy.cfg names every control plane by address, on every other node.
-		for _, name := range cps {
-			if i := c.hostIndex(name); i >= 0 && c.Spec.Hosts[i].Address == "" {
+		// haproxy.cfg names every control plane by address, on every other node (several
+		// control planes were checked above).
+		if len(cps) == 1 {
+			if i := c.hostIndex(cps[0]); i >= 0 && c.Spec.Hosts[i].Address == "" {
 				v.errorf(fmt.Sprintf("spec.hosts[%d].address", i),
-					"control plane %q needs a static address: with internalLoadbalancer haproxy the haproxy of every other node forwards to it", name)
+					"control plane %q needs a static address: with internalLoadbalancer haproxy the haproxy of every other node forwards to it", cps[0])
 			}
 		}
 	case InternalLBKubeVIP:

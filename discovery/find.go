@@ -147,9 +147,9 @@ type Condition struct {
 	Met  func([]Peer) bool // called with this cluster's peers (same name and CA id) each round
 }
 
-// NodeInPhase is met when the named node announces one of phases. A control plane that joins
-// waits for the previous one with the phases at or after "joined", because that node may have
-// moved on by the time this one looks.
+// NodeInPhase is met when the named node announces one of phases. List every phase that counts
+// (e.g. "joined" and the ones after it), because the node may have moved on by the time one
+// looks.
 func NodeInPhase(node string, phases ...string) Condition {
 	return Condition{
 		What: fmt.Sprintf("node %s to announce phase %s", node, strings.Join(phases, " or ")),

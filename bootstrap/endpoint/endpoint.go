@@ -3,7 +3,6 @@ package endpoint
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net"
 	"strconv"
@@ -22,8 +21,6 @@ type Options struct {
 	Timeout time.Duration
 	// ExistingTimeout bounds the init node's look for an API server that already answers.
 	ExistingTimeout time.Duration
-	// JoinedPhases are the announced phases that mean a control plane has joined.
-	JoinedPhases []string
 	// Interface is the network interface for mDNS (default: the cluster file's).
 	Interface string
 	// DryRun returns the configured endpoint without touching the network.
@@ -74,39 +71,75 @@ func Resolve(ctx context.Context, o Options) (Result, error) {
 	}
 	if nc.Node.Init {
 		// A reinstalled first control plane must not start a second cluster: look briefly for one
-		// that already answers with this cluster's CA. The init node's own static address is not
-		// asked (nothing runs there yet) unless the endpoint is a separate load balancer.
-		if static == "" || nc.Cluster.Spec.ControlPlaneEndpoint.Address != "" {
-			short := opts
-			short.Timeout = o.ExistingTimeout
-			ep, err := find(ctx, short)
-			if err == nil {
-				o.Logger.Warn("this cluster's API server already answers: joining it instead of running kubeadm init", "address", ep.Address)
-				return Result{Address: ep.Address, Existing: true, Source: ep.Source}, nil
-			}
-			var conflict *discovery.ConflictError
-			if errors.As(err, &conflict) {
-				return Result{}, err
-			}
-			o.Logger.Info("no running API server of this cluster found; this node initialises it")
+		// that already answers with this cluster's CA.
+		short := opts
+		short.Timeout = o.ExistingTimeout
+		ep, err := findExisting(ctx, &nc.Cluster, short)
+		if err == nil {
+			o.Logger.Warn("this cluster's API server already answers: joining it instead of running kubeadm init", "address", ep.Address)
+			return Result{Address: ep.Address, Existing: true, Source: ep.Source}, nil
 		}
+		var conflict *discovery.ConflictError
+		if errors.As(err, &conflict) {
+			return Result{}, err
+		}
+		o.Logger.Info("no running API server of this cluster found; this node initialises it")
 		return Result{Source: "none"}, nil
 	}
-	// Control planes join one at a time: with mDNS each waits for the previous one to announce
-	// that it joined. A static (cloud) network may carry no multicast, so there kubeadm's own
-	// retries serialise concurrent joins.
-	if idx := nc.Node.ControlPlaneIndex; idx > 0 && nc.Cluster.Spec.Discovery.Mode == cluster.DiscoveryMDNS {
-		prev := nc.Cluster.Spec.RoleGroups.ControlPlane[idx-1]
-		o.Logger.Info("waiting for the previous control plane to join", "node", prev)
-		if _, err := discovery.WaitFor(ctx, opts, discovery.NodeInPhase(prev, o.JoinedPhases...)); err != nil {
-			return Result{}, fmt.Errorf("control planes join one at a time in file order: %w", err)
-		}
-	}
+	// Control planes join one at a time, in file order, whatever the discovery mode: the kubeadm
+	// phase waits for the ones before this node (package joinorder), asking the cluster itself.
 	ep, err := find(ctx, opts)
 	if err != nil {
 		return Result{}, err
 	}
 	return Result{Address: ep.Address, Source: ep.Source}, nil
+}
+
+// findExisting looks for a running API server of the cluster, for the init node: by mDNS, at
+// the static endpoint when it is a separate load balancer or VIP, or, when static discovery
+// points at the init node's own address (haproxy, which has no endpoint address), at every
+// other control plane's address, since nothing runs at its own yet. With a single control plane
+// and no endpoint address there is nowhere else to look.
+func findExisting(ctx context.Context, c *cluster.Cluster, opts discovery.Options) (discovery.Endpoint, error) {
+	static := StaticAddress(c)
+	switch {
+	case static == "":
+		return discovery.Find(ctx, opts)
+	case c.Spec.ControlPlaneEndpoint.Address != "":
+		return discovery.FindStaticWith(ctx, static, opts)
+	}
+	others := OtherControlPlanes(c)
+	if len(others) == 0 {
+		return discovery.Endpoint{}, errors.New("no other control plane to ask")
+	}
+	// Each gets its share of the time; they are asked one after the other.
+	opts.Timeout = max(opts.Timeout/time.Duration(len(others)), 2*time.Second)
+	var errs []error
+	for _, addr := range others {
+		ep, err := discovery.FindStaticWith(ctx, addr, opts)
+		if err == nil {
+			return ep, nil
+		}
+		errs = append(errs, err)
+	}
+	return discovery.Endpoint{}, errors.Join(errs...)
+}
+
+// OtherControlPlanes lists host:port of the API servers of the control planes after the first
+// one, at their static addresses (those without one are left out).
+func OtherControlPlanes(c *cluster.Cluster) []string {
+	port := strconv.Itoa(c.Spec.ControlPlaneEndpoint.Port)
+	var out []string
+	for _, name := range c.Spec.RoleGroups.ControlPlane {
+		if name == c.InitNode() {
+			continue
+		}
+		if h, ok := c.Host(name); ok && h.Address != "" {
+			ip, _, _ := strings.Cut(h.Address, "/")
+			out = append(out, net.JoinHostPort(ip, port))
+		}
+	}
+	return out
 }
 
 // StaticAddress is host:port of the fixed endpoint when the cluster uses static discovery: the

@@ -18,11 +18,12 @@ import (
 )
 
 type agentOptions struct {
-	config          string
-	root            string
-	dryRun          bool
-	skip            []string
-	discoverTimeout time.Duration
+	config           string
+	root             string
+	dryRun           bool
+	skip             []string
+	discoverTimeout  time.Duration
+	joinOrderTimeout time.Duration
 }
 
 func newAgentCmd(s *streams) *cobra.Command {
@@ -42,6 +43,8 @@ kept in /var/lib/ksboot/status.json; success writes /var/lib/ksboot/bootstrap.co
 		f.StringVar(&o.root, "root", "/", "directory every node path is resolved under")
 		f.BoolVar(&o.dryRun, "dry-run", false, "print the commands instead of running them; write files only under --root")
 		f.DurationVar(&o.discoverTimeout, "discover-timeout", 0, "how long to wait for the control plane (default 30m)")
+		f.DurationVar(&o.joinOrderTimeout, "join-order-timeout", 0,
+			"how long a joining control plane waits for the control planes before it to be ready (default 30m)")
 	}
 	runCmd := &cobra.Command{
 		Use:   "run",
@@ -126,7 +129,7 @@ func runAgent(cmd *cobra.Command, s *streams, o *agentOptions, only string) erro
 	}
 	_, err := bootstrap.Run(cmd.Context(), bootstrap.Options{
 		ConfigPath: o.config, Root: o.root, Version: version, Logger: slog.Default(), Console: s.out,
-		DryRun: o.dryRun, Skip: o.skip, Only: only, DiscoverTimeout: o.discoverTimeout,
+		DryRun: o.dryRun, Skip: o.skip, Only: only, DiscoverTimeout: o.discoverTimeout, JoinOrderTimeout: o.joinOrderTimeout,
 	})
 	var pf *preflight.Error
 	if errors.As(err, &pf) {

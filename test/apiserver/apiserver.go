@@ -56,7 +56,9 @@ type Server struct {
 	Kubeconfig string
 	// URL is the API server's https URL.
 	URL string
-	// EtcdURL is etcd's client URL (plain HTTP on loopback).
+	// EtcdURL is etcd's client URL, https on loopback. As kubeadm's stacked etcd, it asks for
+	// a client certificate signed by the etcd CA in Secrets (EtcdCACert, EtcdCAKey), and its
+	// serving certificate, for 127.0.0.1, is signed by that CA too.
 	EtcdURL string
 	// Dir holds certificates, data and the logs (etcd.log, kube-apiserver.log).
 	Dir string
@@ -108,6 +110,10 @@ var errPortTaken = errors.New("a port was taken before the server bound it")
 type pkiFiles struct {
 	caCert, serverCert, serverKey, saKey, saPub string
 	clientCert, clientKey, caPEM                []byte
+	// etcd's CA, serving pair, and the API server's client pair for etcd (files), and a
+	// client pair for the harness's own health check (in memory).
+	etcdCA, etcdServerCert, etcdServerKey, etcdClientCert, etcdClientKey string
+	etcdCheckCert, etcdCheckKey, etcdCAPEM                               []byte
 }
 
 // writePKI writes the API server's certificates, signed by the secrets' cluster CA.
@@ -135,14 +141,48 @@ func writePKI(dir string, s *cluster.Secrets) (*pkiFiles, error) {
 	if err != nil {
 		return nil, fmt.Errorf("signing the client certificate: %w", err)
 	}
+	// etcd as kubeadm runs it: TLS on the client port, client certificates of the etcd CA.
+	etcdCA, etcdCAKey, err := parseCA(s.EtcdCACert, s.EtcdCAKey)
+	if err != nil {
+		return nil, fmt.Errorf("etcd CA: %w", err)
+	}
+	etcdServerCert, etcdServerKey, err := signCert(etcdCA, etcdCAKey, x509.Certificate{
+		Subject:     pkix.Name{CommonName: "etcd-server"},
+		DNSNames:    []string{"localhost"},
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("signing etcd's serving certificate: %w", err)
+	}
+	etcdClientCert, etcdClientKey, err := signCert(etcdCA, etcdCAKey, x509.Certificate{
+		Subject:     pkix.Name{CommonName: "kube-apiserver-etcd-client"},
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("signing the API server's etcd client certificate: %w", err)
+	}
+	etcdCheckCert, etcdCheckKey, err := signCert(etcdCA, etcdCAKey, x509.Certificate{
+		Subject:     pkix.Name{CommonName: "kube-etcd-healthcheck-client"},
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("signing the etcd health-check client certificate: %w", err)
+	}
 	f := &pkiFiles{
 		caCert: filepath.Join(dir, "ca.crt"), serverCert: filepath.Join(dir, "apiserver.crt"),
 		serverKey: filepath.Join(dir, "apiserver.key"), saKey: filepath.Join(dir, "sa.key"), saPub: filepath.Join(dir, "sa.pub"),
 		clientCert: clientCert, clientKey: clientKey, caPEM: s.CACert,
+		etcdCA: filepath.Join(dir, "etcd-ca.crt"), etcdServerCert: filepath.Join(dir, "etcd-server.crt"),
+		etcdServerKey: filepath.Join(dir, "etcd-server.key"), etcdClientCert: filepath.Join(dir, "apiserver-etcd-client.crt"),
+		etcdClientKey: filepath.Join(dir, "apiserver-etcd-client.key"),
+		etcdCheckCert: etcdCheckCert, etcdCheckKey: etcdCheckKey, etcdCAPEM: s.EtcdCACert,
 	}
 	for path, data := range map[string][]byte{
 		f.caCert: s.CACert, f.serverCert: serverCert, f.serverKey: serverKey,
 		f.saKey: s.ServiceAccountKey, f.saPub: s.ServiceAccountPub,
+		f.etcdCA: s.EtcdCACert, f.etcdServerCert: etcdServerCert, f.etcdServerKey: etcdServerKey,
+		f.etcdClientCert: etcdClientCert, f.etcdClientKey: etcdClientKey,
 	} {
 		if err := os.WriteFile(path, data, 0o600); err != nil {
 			return nil, err
@@ -213,7 +253,7 @@ func start(t testing.TB, dir string, attempt int, etcdBin, apiBin string, secret
 		return nil, err
 	}
 	clientPort, peerPort, apiPort := ports[0], ports[1], ports[2]
-	etcdURL := "http://127.0.0.1:" + strconv.Itoa(clientPort)
+	etcdURL := "https://127.0.0.1:" + strconv.Itoa(clientPort)
 	peerURL := "http://127.0.0.1:" + strconv.Itoa(peerPort)
 	suffix := ""
 	if attempt > 1 {
@@ -226,6 +266,8 @@ func start(t testing.TB, dir string, attempt int, etcdBin, apiBin string, secret
 		"--listen-client-urls="+etcdURL, "--advertise-client-urls="+etcdURL,
 		"--listen-peer-urls="+peerURL, "--initial-advertise-peer-urls="+peerURL,
 		"--initial-cluster=default="+peerURL,
+		"--cert-file="+pki.etcdServerCert, "--key-file="+pki.etcdServerKey,
+		"--client-cert-auth=true", "--trusted-ca-file="+pki.etcdCA,
 		// Test data needs no durability; fsync makes every write wait on the disk.
 		"--unsafe-no-fsync=true",
 		"--log-level=warn",
@@ -234,8 +276,12 @@ func start(t testing.TB, dir string, attempt int, etcdBin, apiBin string, secret
 		return nil, err
 	}
 	started = append(started, etcd)
+	etcdClient, err := tlsClient(pki.etcdCAPEM, pki.etcdCheckCert, pki.etcdCheckKey)
+	if err != nil {
+		return nil, fmt.Errorf("etcd health check: %w", err)
+	}
 	if err := waitFor(etcd, "etcd /health at "+etcdURL, etcdTimeout, func() (bool, string) {
-		resp, err := http.Get(etcdURL + "/health")
+		resp, err := etcdClient.Get(etcdURL + "/health")
 		if err != nil {
 			return false, err.Error()
 		}
@@ -253,6 +299,7 @@ func start(t testing.TB, dir string, attempt int, etcdBin, apiBin string, secret
 		"--advertise-address=127.0.0.1",
 		"--endpoint-reconciler-type=none",
 		"--etcd-servers="+etcdURL,
+		"--etcd-cafile="+pki.etcdCA, "--etcd-certfile="+pki.etcdClientCert, "--etcd-keyfile="+pki.etcdClientKey,
 		"--service-cluster-ip-range="+ServiceCIDR,
 		"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
 		"--service-account-key-file="+pki.saPub,
@@ -280,7 +327,7 @@ func start(t testing.TB, dir string, attempt int, etcdBin, apiBin string, secret
 		// Tests apply dozens of objects; client-go's default of 5 QPS would throttle them.
 		QPS: 100, Burst: 200,
 	}
-	httpClient, err := readyzClient(pki)
+	httpClient, err := tlsClient(pki.caPEM, pki.clientCert, pki.clientKey)
 	if err != nil {
 		return nil, err
 	}
@@ -305,12 +352,13 @@ func start(t testing.TB, dir string, attempt int, etcdBin, apiBin string, secret
 	}, nil
 }
 
-func readyzClient(pki *pkiFiles) (*http.Client, error) {
+// tlsClient is an HTTP client that trusts caPEM and presents the client pair.
+func tlsClient(caPEM, certPEM, keyPEM []byte) (*http.Client, error) {
 	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pki.caPEM) {
-		return nil, errors.New("cluster CA: no certificate for the pool")
+	if !pool.AppendCertsFromPEM(caPEM) {
+		return nil, errors.New("CA: no certificate for the pool")
 	}
-	pair, err := tls.X509KeyPair(pki.clientCert, pki.clientKey)
+	pair, err := tls.X509KeyPair(certPEM, keyPEM)
 	if err != nil {
 		return nil, fmt.Errorf("client certificate: %w", err)
 	}

@@ -6,8 +6,11 @@
 // repository). Certificates are made from the cluster CA that cluster.NewSecrets creates for
 // seeds: a serving certificate for 127.0.0.1 and localhost signed by it, a client
 // certificate in system:masters (kubeadm's admin.conf is bound through RBAC only after
-// `kubeadm init`, which never runs here) and the service-account key pair. Ports are free
-// loopback ports picked at start; data lives in t.TempDir().
+// `kubeadm init`, which never runs here) and the service-account key pair. etcd serves its
+// clients over TLS as kubeadm's stacked etcd does: a serving certificate for 127.0.0.1 and
+// client certificates (the API server's, the harness's health check), all signed by the
+// secrets' etcd CA, so tests can reach Server.EtcdURL with a client certificate minted from
+// Server.Secrets. Ports are free loopback ports picked at start; data lives in t.TempDir().
 //
 // There is no controller-manager and no scheduler: Deployments create no pods and pods stay
 // Pending. Tests use that on purpose (waits that must time out with a diagnosis) and set node
