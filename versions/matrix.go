@@ -179,7 +179,7 @@ func MustLookup(kubernetesVersion string) Minor {
 // integration tests build it and iterate over this list); Cluster is the e2e suite forming a
 // real cluster of qemu guests at that release (test/e2e/scenarios).
 var Judged = []Proof{
-	{Version: "v1.26.5", Kubeadm: true},
+	{Version: "v1.26.5", Kubeadm: true, Cluster: true},
 	{Version: "v1.30.14", Kubeadm: true},
 	{Version: "v1.31.1", Kubeadm: true},
 	{Version: "v1.37.2", Kubeadm: true, Cluster: true},
