@@ -177,7 +177,7 @@ func TestContainerdResolvesHosts(t *testing.T) {
 		namespaces []string
 		want       string
 	}{
-		{"registries", cases[1].params, []string{"docker.io", "10.0.0.9:5000", "harbor.local", "reg.example.com", "registry.k8s.io"}, `
+		{"registries", caseParams(t, "registries"), []string{"docker.io", "10.0.0.9:5000", "harbor.local", "reg.example.com", "registry.k8s.io"}, `
 docker.io https://mirror.example.com/v2 pull,resolve default
 docker.io https://10.0.0.9:5000/v2 pull,resolve *docker.httpFallback
 docker.io https://registry-1.docker.io/v2 pull,resolve,push default
@@ -186,7 +186,7 @@ harbor.local https://harbor.local/v2 pull,resolve,push *docker.httpFallback
 reg.example.com https://reg.example.com/v2 pull,resolve,push default
 registry.k8s.io https://registry.k8s.io/v2 pull,resolve,push default
 `},
-		{"http-private-registry", cases[2].params, []string{"dockerhub.kubekey.local", "docker.io"}, `
+		{"http-private-registry", caseParams(t, "http-private-registry"), []string{"dockerhub.kubekey.local", "docker.io"}, `
 dockerhub.kubekey.local https://dockerhub.kubekey.local/v2 pull,resolve,push *docker.httpFallback
 docker.io https://registry-1.docker.io/v2 pull,resolve,push default
 `},

@@ -36,6 +36,18 @@ var cases = []struct {
 	}}},
 }
 
+// caseParams is the params of the named case (by name: cases are added in the middle).
+func caseParams(t *testing.T, name string) Params {
+	t.Helper()
+	for _, c := range cases {
+		if c.name == name {
+			return c.params
+		}
+	}
+	t.Fatalf("no case %q", name)
+	return Params{}
+}
+
 // goldenName maps a node path to a file name under testdata/<case>/.
 func goldenName(c, nodePath string) string {
 	return filepath.Join(c, strings.ReplaceAll(strings.TrimPrefix(nodePath, "/"), ":", "_"))
@@ -78,7 +90,7 @@ func TestFileModes(t *testing.T) {
 }
 
 func TestHostsFilesList(t *testing.T) {
-	files, err := Files(cases[1].params)
+	files, err := Files(caseParams(t, "registries"))
 	if err != nil {
 		t.Fatal(err)
 	}
