@@ -83,6 +83,12 @@ func writeBundleISO(dst string, files []BundleFile, opts Options) error {
 				return err
 			}
 		}
+		// Directories get the bundle's time too: go-diskfs copies their times into records
+		// (some of which no directory tree reaches, so normalizeISO cannot fix them), and a
+		// directory made now would make two bundles of the same files differ.
+		if err := chtimesDirs(ws, mtime); err != nil {
+			return err
+		}
 		if err := fsys.Finalize(iso9660.FinalizeOptions{RockRidge: true, Joliet: true, VolumeIdentifier: label}); err != nil {
 			return fmt.Errorf("finalizing ISO9660 file system: %w", err)
 		}
@@ -152,6 +158,16 @@ func checkBundlePath(p string) error {
 		}
 	}
 	return nil
+}
+
+// chtimesDirs sets the access and modification times of root and every directory below it.
+func chtimesDirs(root string, t time.Time) error {
+	return filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || !d.IsDir() {
+			return err
+		}
+		return os.Chtimes(p, t, t)
+	})
 }
 
 // stageBundleFile copies one file into the go-diskfs workspace with the bundle's mode and
