@@ -677,9 +677,12 @@ func (r *run) keepArtifacts() {
 				t.Errorf("artifacts: %v", err)
 			}
 		}
-		// The containers' logs, the previous runs of a restarted API server among them.
+		// The containers' logs, the previous runs of a restarted API server among them. Best
+		// effort: the guest was stopped, not shut down, so its file system may hold directory
+		// blocks written half-way (debugfs: "Directory block checksum does not match"), which
+		// says nothing about the scenario.
 		if err := g.CopyDir("/var/log/pods", dir); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			t.Errorf("artifacts: %v", err)
+			t.Logf("artifacts: pod logs of %s not (all) copied: %v", name, err)
 		}
 	}
 	if err := os.WriteFile(filepath.Join(r.art, "timings.txt"), []byte(r.times.table(r.sc, r.guestStarts())), 0o644); err != nil {
