@@ -10,6 +10,8 @@
 #     kubernetes-control-plane-amd64.tar  the rest of that list (API server, controller manager,
 #                                         scheduler, etcd), which workers skip
 #     flannel-amd64.tar                   Flannel's two images, under the names bootstrap/addons uses
+#   ${XDG_CACHE_HOME:-$HOME/.cache}/ksboot/images/loadbalancer/<key>/ (only with LOADBALANCER_IMAGES)
+#     kube-vip-amd64.tar                  kube-vip under the name versions/loadbalancer.go pins
 # All are OCI archives (hack/ociimage, image.WriteImageArchive) for `ctr images import`.
 # Nothing here is product code; test set-up (test/bundle) runs it.
 #
@@ -25,6 +27,9 @@
 #   flannel         /opt/bin/flanneld (cgo, so on the Debian base for glibc and iptables)
 #   flannel-cni-plugin  /flannel, the CNI plugin (init container runs `cp -f /flannel ...`), on
 #                   the Debian base (which has cp)
+#   kube-vip        /kube-vip (ENTRYPOINT; the static pod passes `manager`), no base: kube-vip's
+#                   own image is the binary alone. haproxy is C, with no Go module to build it
+#                   from, so no haproxy image is made here.
 # Binaries are cached like hack/build-artifacts.sh does it: etcd/<v>/bin, coredns/<v>/bin,
 # flannel/<v>/bin, flannel-cni-plugin/<v>/bin, pause/<key>/bin; the Debian root file system
 # under images/base/<key>/rootfs.tar. The Kubernetes binaries come from hack/build-k8s.sh.
@@ -34,7 +39,8 @@
 #   FLANNEL_CNI_PLUGIN_IMAGE (ghcr.io/flannel-io/flannel-cni-plugin:v1.8.0-flannel1),
 #   CNI_FLANNEL_VERSION (v0.9.1, the containernetworking/plugins release that still carries
 #   the flannel plugin), COREDNS_FALLBACK_VERSION (v1.15.0), ETCD_FALLBACK_VERSION (v3.6.8),
-#   DEBIAN_SUITE (bookworm), DEBIAN_SOURCES (/etc/apt/sources.list.d/debian.sources, the host's
+#   LOADBALANCER_IMAGES ("" or kube-vip: also build the internal load balancer's image, at
+#   KUBE_VIP_IMAGE, ghcr.io/kube-vip/kube-vip:v0.7.2), DEBIAN_SUITE (bookworm), DEBIAN_SOURCES (/etc/apt/sources.list.d/debian.sources, the host's
 #   own apt sources), SOURCE_DATE_EPOCH (0: image creation and file times).
 #
 # Idempotent: the key of a cached archive directory covers the versions, the image names, the
@@ -44,8 +50,9 @@
 # serialises concurrent callers. The module proxy and apt sources come from the environment
 # and the host; no host is named here.
 #
-# On stdout: "kubernetes-images PATH", "kubernetes-control-plane-images PATH" and
-# "flannel-images PATH"; progress on stderr.
+# On stdout: "kubernetes-images PATH", "kubernetes-control-plane-images PATH",
+# "flannel-images PATH" and, with LOADBALANCER_IMAGES=kube-vip, "kube-vip-images PATH"; progress
+# on stderr.
 set -euo pipefail
 
 K8S_VERSION="${K8S_VERSION:-v1.37.2}"
@@ -57,6 +64,8 @@ ETCD_FALLBACK_VERSION="${ETCD_FALLBACK_VERSION:-v3.6.8}"
 DEBIAN_SUITE="${DEBIAN_SUITE:-bookworm}"
 DEBIAN_SOURCES="${DEBIAN_SOURCES:-/etc/apt/sources.list.d/debian.sources}"
 SOURCE_DATE_EPOCH="${SOURCE_DATE_EPOCH:-0}"
+LOADBALANCER_IMAGES="${LOADBALANCER_IMAGES:-}"
+KUBE_VIP_IMAGE="${KUBE_VIP_IMAGE:-ghcr.io/kube-vip/kube-vip:v0.7.2}"
 FLANNEL_IMAGE="ghcr.io/flannel-io/flannel:${FLANNEL_VERSION}"
 ARCH=amd64
 
@@ -78,6 +87,11 @@ die() { log "error: $*"; exit 1; }
 command -v go >/dev/null || die "go is not on PATH"
 command -v flock >/dev/null || die "flock is not on PATH (Debian package util-linux)"
 command -v sha256sum >/dev/null || die "sha256sum is not on PATH (Debian package coreutils)"
+case "$LOADBALANCER_IMAGES" in
+  "" | kube-vip) ;;
+  haproxy) die "LOADBALANCER_IMAGES=haproxy: haproxy is written in C and has no Go module to build it from; only kube-vip's image can be built here" ;;
+  *) die "LOADBALANCER_IMAGES=${LOADBALANCER_IMAGES}: want kube-vip (or nothing)" ;;
+esac
 [[ "$SOURCE_DATE_EPOCH" =~ ^[0-9]+$ ]] || die "SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH}: want seconds since 1970"
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -192,6 +206,35 @@ build_etcd() {
   publish "$tmp" "$dest"
   tmp=""
   log "etcd ${version}: built in $(seconds "$start")s: $("${dest}/etcd" --version 2>&1 | head -n1 || true)"
+}
+
+# build_in_module NAME VERSION MODULE PKG BIN builds PKG (a main package of MODULE@VERSION) into
+# ${cache}/NAME/VERSION/bin/BIN from a throwaway module that requires MODULE@VERSION. `go install
+# PKG@VERSION` would be shorter, but it also reads the module's version list (for its
+# deprecation check), and a proxy that serves the version without listing it makes it fail
+# (kube-vip's). Returns non-zero (leaving nothing behind) if the build fails.
+build_in_module() {
+  local name="$1" version="$2" module="$3" pkg="$4" bin="$5" dest="${cache}/${1}/${2}/bin" start
+  if [[ -x "${dest}/${bin}" ]]; then
+    log "${name} ${version}: cached in ${dest}"
+    return 0
+  fi
+  start="$(date +%s)"
+  log "${name} ${version}: building ${pkg} in a throwaway module requiring ${module}@${version}"
+  mkdir -p "$(dirname "$dest")"
+  tmp="$(mktemp -d "$(dirname "$dest")/.bin.tmp.XXXXXX")"
+  mkdir -p "${tmp}/mod"
+  printf 'module ksboot.local/build-%s\n\nrequire %s %s\n' "$name" "$module" "$version" >"${tmp}/mod/go.mod"
+  printf '//go:build tools\n\npackage tools\n\nimport _ "%s"\n' "$pkg" >"${tmp}/mod/tools.go"
+  if ! (cd "${tmp}/mod" && go mod tidy && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -checklinkname=0" -o "${tmp}/${bin}" "$pkg"); then
+    rm -rf "$tmp"; tmp=""
+    log "${name} ${version}: build failed after $(seconds "$start")s"
+    return 1
+  fi
+  rm -rf "${tmp}/mod"
+  publish "$tmp" "$dest"
+  tmp=""
+  log "${name} ${version}: built in $(seconds "$start")s"
 }
 
 # attempt NAME VERSION FUNC ARGS... runs a build once per version: a failure is remembered in
@@ -415,3 +458,35 @@ for n in kubernetes kubernetes-control-plane flannel; do
   log "${n}-${ARCH}.tar: $(( $(stat -c %s "${final}/${n}-${ARCH}.tar") >> 20 )) MiB"
   echo "${n}-images ${final}/${n}-${ARCH}.tar"
 done
+
+# --- the internal load balancer's image (LOADBALANCER_IMAGES=kube-vip) ---------------------------
+# In a directory of its own (images/loadbalancer/<key>), outside the pruning above: only the
+# scenarios with an internal load balancer ask for it.
+if [[ "$LOADBALANCER_IMAGES" == kube-vip ]]; then
+  kube_vip_version="${KUBE_VIP_IMAGE##*:}"
+  build_in_module kube-vip "$kube_vip_version" github.com/kube-vip/kube-vip github.com/kube-vip/kube-vip kube-vip ||
+    die "kube-vip ${kube_vip_version} does not build"
+  src="${cache}/kube-vip/${kube_vip_version}/bin/kube-vip"
+  lb_images=("$(image_json "$KUBE_VIP_IMAGE" "" /kube-vip "${src}:/kube-vip")")
+  lb_key="$(
+    {
+      echo "v1 ${ARCH} ${SOURCE_DATE_EPOCH} $(go version)"
+      printf '%s\n' "${lb_images[@]}"
+      echo "$src $(stat -L -c '%s %Y' "$src")"
+      cat "${repo}/hack/ociimage/main.go" "${repo}/image/ociarchive.go"
+    } | sha256sum | cut -c1-16
+  )"
+  lb_final="${images_cache}/loadbalancer/${lb_key}"
+  if [[ ! -f "${lb_final}/kube-vip-${ARCH}.tar" ]]; then
+    mkdir -p "${images_cache}/loadbalancer"
+    tmp="$(mktemp -d "${images_cache}/loadbalancer/.tmp.XXXXXX")"
+    printf '{"created": %s, "archives": [{"path": %s, "images": [%s]}]}\n' "$SOURCE_DATE_EPOCH" \
+      "$(json_str "${tmp}/kube-vip-${ARCH}.tar")" "${lb_images[0]}" >"${tmp}/spec.json"
+    (cd "$repo" && go run ./hack/ociimage -spec "${tmp}/spec.json" -work "${tmp}/work") || die "hack/ociimage failed (kube-vip)"
+    rm -rf "${tmp}/work"
+    publish "$tmp" "$lb_final"
+    tmp=""
+  fi
+  log "kube-vip-${ARCH}.tar: $(( $(stat -c %s "${lb_final}/kube-vip-${ARCH}.tar") >> 20 )) MiB"
+  echo "kube-vip-images ${lb_final}/kube-vip-${ARCH}.tar"
+fi

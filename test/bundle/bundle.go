@@ -37,6 +37,9 @@ type Options struct {
 	// Images adds the image archives of hack/build-images.sh: kubeadm's control-plane images
 	// and Flannel's, under images/<name>-amd64.tar.
 	Images bool
+	// LoadBalancer, with Images, adds the internal load balancer's image archive
+	// (images/kube-vip-amd64.tar): "kube-vip", the only one that builds from a Go module, or "".
+	LoadBalancer string
 }
 
 // Dir returns a bundle directory without manifest.json (`ksboot bundle --from-dir` and
@@ -46,10 +49,18 @@ type Options struct {
 // directory renamed into place, so a cached directory is always complete.
 func Dir(t testing.TB, img *vm.Image, opts Options) string {
 	t.Helper()
-	dirs := run(t, "build-artifacts.sh", opts.KubernetesVersion, "kubernetes", "containerd", "runc", "cri-tools", "cni-plugins")
+	dirs := run(t, "build-artifacts.sh", opts.KubernetesVersion, nil, "kubernetes", "containerd", "runc", "cri-tools", "cni-plugins")
 	var archives map[string]string
 	if opts.Images {
-		archives = run(t, "build-images.sh", opts.KubernetesVersion, "kubernetes-images", "kubernetes-control-plane-images", "flannel-images")
+		want := []string{"kubernetes-images", "kubernetes-control-plane-images", "flannel-images"}
+		var env []string
+		if opts.LoadBalancer != "" {
+			want = append(want, opts.LoadBalancer+"-images")
+			env = append(env, "LOADBALANCER_IMAGES="+opts.LoadBalancer, "KUBE_VIP_IMAGE="+versions.KubeVIPImage)
+		}
+		archives = run(t, "build-images.sh", opts.KubernetesVersion, env, want...)
+	} else if opts.LoadBalancer != "" {
+		t.Fatalf("bundle options: a load balancer image (%s) needs Images", opts.LoadBalancer)
 	}
 	base, err := os.UserCacheDir()
 	if err != nil {
@@ -182,9 +193,9 @@ func mapKeys(m map[string]string) func(func(string) bool) {
 }
 
 // run runs a hack/ build script (cached builds from the Go modules) with the versions the
-// version matrix names for the Kubernetes release, and returns what it printed: one "NAME PATH" line per result. Every name
+// version matrix names for the Kubernetes release (and extraEnv), and returns what it printed: one "NAME PATH" line per result. Every name
 // in want must be there.
-func run(t testing.TB, script, k8sVersion string, want ...string) map[string]string {
+func run(t testing.TB, script, k8sVersion string, extraEnv []string, want ...string) map[string]string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Minute)
 	defer cancel()
@@ -196,6 +207,7 @@ func run(t testing.TB, script, k8sVersion string, want ...string) map[string]str
 		"CONTAINERD_VERSION="+m.Containerd, "RUNC_VERSION="+m.Runc,
 		"CRICTL_VERSION="+m.Crictl, "CNI_PLUGINS_VERSION="+m.CNIPlugins,
 		"FLANNEL_VERSION="+m.Flannel)
+	cmd.Env = append(cmd.Env, extraEnv...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	start := time.Now()

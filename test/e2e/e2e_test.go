@@ -44,12 +44,12 @@ func TestE2E(t *testing.T) {
 			t.Fatalf("KSBOOT_E2E: no scenario %q; have %s", n, strings.Join(sortedKeys(scenarios), ", "))
 		}
 	}
-	var releases []string
+	var selected []*Scenario
 	for _, n := range names {
-		releases = append(releases, scenarios[n].Version())
+		selected = append(selected, scenarios[n])
 	}
 	start := time.Now()
-	env := Prepare(t, releases...)
+	env := Prepare(t, selected...)
 	t.Logf("suite prepared in %s (agent, guest image, bundle)", time.Since(start).Round(time.Second))
 	if os.Getenv("KSBOOT_E2E_PREPARE_ONLY") != "" {
 		// hack/ci-e2e.sh builds first, then decides from the time left whether a scenario fits.

@@ -45,23 +45,24 @@ const (
 	apiPollEvery = 15 * time.Second
 )
 
-// Env is what every scenario shares: the agent and the guest image, and per Kubernetes
-// release the bundle ISO and a kubectl of that release, built once per test binary.
+// Env is what every scenario shares: the agent and the guest image, and per bundle
+// (Scenario.Bundle: a Kubernetes release, with or without a load balancer's image) the bundle ISO
+// and a kubectl of that release, built once per test binary.
 type Env struct {
 	Bin, BinSum string
 	Image       *vm.Image
 	Releases    map[string]Release
 }
 
-// Release is what the scenarios of one Kubernetes release use.
+// Release is what the scenarios of one bundle use.
 type Release struct {
 	BundleISO string
 	Kubectl   string
 }
 
-// Prepare builds (or finds cached) everything the scenarios need at the given Kubernetes
-// releases, and skips the test with the reason when the machine cannot run guests.
-func Prepare(t *testing.T, releases ...string) *Env {
+// Prepare builds (or finds cached) everything the scenarios need (Scenario.Bundle), and skips
+// the test with the reason when the machine cannot run guests.
+func Prepare(t *testing.T, scenarios ...*Scenario) *Env {
 	t.Helper()
 	vm.Available(t)
 	for _, tool := range []string{"apt-get", "go", "debugfs", "dnsmasq"} {
@@ -76,14 +77,15 @@ func Prepare(t *testing.T, releases ...string) *Env {
 	// resolvconf lines).
 	e.Image = vm.GuestImage(t, vm.ImageOptions{HaltOn: haltNever, ExtraPackages: []string{"net-tools", "resolvconf"}})
 	t.Logf("guest image %s (built in %s; 0 = cached)", e.Image.Key, e.Image.BuildTime.Round(time.Second))
-	for _, v := range releases {
-		if _, ok := e.Releases[v]; ok {
+	for _, sc := range scenarios {
+		if _, ok := e.Releases[sc.Bundle()]; ok {
 			continue
 		}
 		start := time.Now()
-		dir := bundle.Dir(t, e.Image, bundle.Options{KubernetesVersion: v, Images: true})
-		e.Releases[v] = Release{BundleISO: bundleISO(t, e.Bin, dir, v), Kubectl: k8sbin.BinaryAt(t, v, "kubectl")}
-		t.Logf("Kubernetes %s: bundle ready in %s (0 = cached)", v, time.Since(start).Round(time.Second))
+		v := sc.Version()
+		dir := bundle.Dir(t, e.Image, bundle.Options{KubernetesVersion: v, Images: true, LoadBalancer: sc.loadBalancer})
+		e.Releases[sc.Bundle()] = Release{BundleISO: bundleISO(t, e.Bin, dir, v), Kubectl: k8sbin.BinaryAt(t, v, "kubectl")}
+		t.Logf("bundle %s: ready in %s (0 = cached)", sc.Bundle(), time.Since(start).Round(time.Second))
 	}
 	return e
 }
@@ -122,16 +124,19 @@ type run struct {
 
 	mu     sync.Mutex
 	guests map[string]*vm.Guest
-	times  *timings
+	// started is each guest's power-on after the first one's (a guest switched off by the
+	// scenario no longer tells it by its run time).
+	started map[string]time.Duration
+	times   *timings
 }
 
 // RunScenario runs one scenario, checks its expectations and returns the time from the first
 // power-on to all Nodes Ready (zero if the cluster never formed or none was expected).
 func RunScenario(t *testing.T, env *Env, sc *Scenario) time.Duration {
 	r := &run{t: t, env: env, sc: sc, work: t.TempDir(), clusters: map[string]string{}, seeds: map[string]string{},
-		guests: map[string]*vm.Guest{}, times: newTimings()}
-	if _, ok := env.Releases[sc.Version()]; !ok {
-		t.Fatalf("scenario %s installs Kubernetes %s, for which the suite prepared no bundle", sc.Name, sc.Version())
+		guests: map[string]*vm.Guest{}, started: map[string]time.Duration{}, times: newTimings()}
+	if _, ok := env.Releases[sc.Bundle()]; !ok {
+		t.Fatalf("scenario %s boots bundle %s, which the suite did not prepare", sc.Name, sc.Bundle())
 	}
 	r.art = artifactDir(t, sc.Name)
 	t.Logf("scenario %s: %s; Kubernetes %s; artifacts in %s", sc.Name, sc.Summary, sc.Version(), r.art)
@@ -159,7 +164,12 @@ func RunScenario(t *testing.T, env *Env, sc *Scenario) time.Duration {
 	var wg sync.WaitGroup
 	if c := sc.Expect.Cluster; c != nil {
 		wg.Add(1)
-		go func() { defer wg.Done(); r.expectCluster(deadline, c) }()
+		go func() {
+			defer wg.Done()
+			if r.expectCluster(deadline, c) && sc.Expect.Failover != nil {
+				r.expectFailover(deadline, c, sc.Expect.Failover)
+			}
+		}()
 	}
 	for _, f := range sc.Expect.Fails {
 		wg.Add(1)
@@ -233,12 +243,13 @@ func (r *run) startGuests(ctx context.Context) {
 			r.start = time.Now()
 		}
 		r.guests[gs.Name] = g
+		r.started[gs.Name] = time.Since(r.start)
 		r.mu.Unlock()
 	}
 }
 
 // release is what the scenario's Kubernetes release uses (Prepare made it).
-func (r *run) release() Release { return r.env.Releases[r.sc.Version()] }
+func (r *run) release() Release { return r.env.Releases[r.sc.Bundle()] }
 
 func (r *run) guest(name string) *vm.Guest {
 	r.mu.Lock()
@@ -251,8 +262,8 @@ func (r *run) guestStarts() map[string]time.Duration {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	out := map[string]time.Duration{}
-	for name, g := range r.guests {
-		out[name] = time.Since(r.start) - g.Runtime()
+	for name, d := range r.started {
+		out[name] = d
 	}
 	return out
 }
@@ -296,8 +307,9 @@ func (r *run) monitor(ctx context.Context) {
 }
 
 // expectCluster waits until the cluster has formed: every expected node Ready, the system
-// pods Running and ready, and (with Watch) every node done in `ksboot watch`.
-func (r *run) expectCluster(ctx context.Context, c *ClusterExpect) {
+// pods Running and ready, and (with Watch) every node done in `ksboot watch`. It reports
+// whether all of that came true.
+func (r *run) expectCluster(ctx context.Context, c *ClusterExpect) bool {
 	t := r.t
 	file := r.clusters[c.Cluster]
 	kubeconfig := r.kubeconfig(c.Cluster)
@@ -321,7 +333,7 @@ func (r *run) expectCluster(ctx context.Context, c *ClusterExpect) {
 	})
 	if err != nil {
 		t.Errorf("cluster %s did not form: %v", c.Cluster, err)
-		return
+		return false
 	}
 	r.times.clusterReady(time.Since(r.start))
 	t.Logf("all %d Nodes Ready %s after the first power-on", want, time.Since(r.start).Round(time.Second))
@@ -343,9 +355,10 @@ func (r *run) expectCluster(ctx context.Context, c *ClusterExpect) {
 	})
 	if err != nil {
 		t.Errorf("cluster %s: %v", c.Cluster, err)
+		return false
 	}
 	if !c.Watch {
-		return
+		return true
 	}
 	err = r.poll(ctx, apiPollEvery, "every node done in ksboot watch", func() (bool, string) {
 		snap, err := r.watch(ctx, file)
@@ -365,9 +378,10 @@ func (r *run) expectCluster(ctx context.Context, c *ClusterExpect) {
 	})
 	if err != nil {
 		t.Errorf("cluster %s: %v", c.Cluster, err)
-	} else {
-		t.Logf("ksboot watch shows all %d nodes done %s after the first power-on", want, time.Since(r.start).Round(time.Second))
+		return false
 	}
+	t.Logf("ksboot watch shows all %d nodes done %s after the first power-on", want, time.Since(r.start).Round(time.Second))
+	return true
 }
 
 // expectFailure waits for the guest's console to report the failure (and watch to show it),
@@ -477,7 +491,22 @@ func (r *run) poll(ctx context.Context, every time.Duration, what string, check 
 // kubeconfig writes an admin kubeconfig for the cluster's first control plane, signed by the
 // cluster's CA (from its secrets directory, as build-seed made it).
 func (r *run) kubeconfig(name string) string {
-	path := filepath.Join(filepath.Dir(r.clusters[name]), "admin.conf")
+	return r.adminKubeconfig(name, "admin.conf", func(c *cluster.Cluster) string {
+		cp := c.Spec.RoleGroups.ControlPlane[0]
+		var addr string
+		for _, h := range c.Spec.Hosts {
+			if h.Name == cp {
+				addr, _, _ = strings.Cut(h.Address, "/")
+			}
+		}
+		return fmt.Sprintf("https://%s:6443", addr)
+	})
+}
+
+// adminKubeconfig writes, once, dir(cluster file)/file: an admin kubeconfig for the API server
+// at server(cluster), signed by the cluster's CA.
+func (r *run) adminKubeconfig(name, file string, server func(*cluster.Cluster) string) string {
+	path := filepath.Join(filepath.Dir(r.clusters[name]), file)
 	if _, err := os.Stat(path); err == nil {
 		return path
 	}
@@ -489,14 +518,7 @@ func (r *run) kubeconfig(name string) string {
 	if err != nil {
 		r.t.Fatal(err)
 	}
-	cp := c.Spec.RoleGroups.ControlPlane[0]
-	var addr string
-	for _, h := range c.Spec.Hosts {
-		if h.Name == cp {
-			addr, _, _ = strings.Cut(h.Address, "/")
-		}
-	}
-	testpki.AdminKubeconfig(r.t, s, fmt.Sprintf("https://%s:6443", addr), path)
+	testpki.AdminKubeconfig(r.t, s, server(c), path)
 	return path
 }
 
@@ -596,6 +618,10 @@ func (r *run) kubectlOutput(ctx context.Context, kubeconfig string, args ...stri
 // events) to the artifacts: a pod stuck in ContainerCreating is explained only by its events.
 func (r *run) keepClusterState(cluster string) {
 	kubeconfig := r.kubeconfig(cluster)
+	if r.sc.Expect.Failover != nil {
+		// The first control plane has been switched off.
+		kubeconfig = r.endpointKubeconfig(cluster)
+	}
 	var b strings.Builder
 	for _, args := range [][]string{
 		{"get", "nodes", "-o", "wide"},

@@ -50,10 +50,22 @@ type Scenario struct {
 
 	// version is the Kubernetes release of every cluster file, after KubernetesVersion.
 	version string
+	// loadBalancer is the internal load balancer some cluster file deploys
+	// (spec.controlPlaneEndpoint.internalLoadbalancer), whose image the bundle must carry.
+	loadBalancer string
 }
 
 // Version is the Kubernetes release the scenario installs: its cluster files' (one for all).
 func (s *Scenario) Version() string { return s.version }
+
+// Bundle names the bundle the scenario's guests boot with: its Kubernetes release, and the
+// internal load balancer whose image it adds ("v1.26.5", "v1.26.5+kube-vip").
+func (s *Scenario) Bundle() string {
+	if s.loadBalancer == "" {
+		return s.version
+	}
+	return s.version + "+" + s.loadBalancer
+}
 
 // Seed is one build-seed run; its output file is <Name>.iso.
 type Seed struct {
@@ -91,6 +103,19 @@ type Expect struct {
 	Cluster *ClusterExpect `yaml:"cluster"`
 	// Fails are guests that must fail, each saying why.
 	Fails []FailExpect `yaml:"fails"`
+	// Failover, once Cluster has formed, switches a control plane off and checks that the
+	// cluster still serves through its control-plane endpoint.
+	Failover *FailoverExpect `yaml:"failover"`
+}
+
+// FailoverExpect is the high-availability check: PowerOff (a control plane of the expected
+// cluster) loses its power; then, within Within, the API server must answer through
+// spec.controlPlaneEndpoint.address, and a new pod whose nodeSelector names the guest Schedule
+// must be scheduled there and run.
+type FailoverExpect struct {
+	PowerOff string   `yaml:"powerOff"`
+	Schedule string   `yaml:"schedule"`
+	Within   Duration `yaml:"within"`
 }
 
 // ClusterExpect names the cluster (a key of Scenario.Clusters) and the guests that form it.
@@ -231,6 +256,17 @@ func (s *Scenario) check() error {
 			}
 		}
 	}
+	if f := s.Expect.Failover; f != nil {
+		c := s.Expect.Cluster
+		switch {
+		case c == nil:
+			bad("expect.failover: needs expect.cluster, the cluster that must survive")
+		case !slices.Contains(c.Nodes, f.PowerOff) || !slices.Contains(c.Nodes, f.Schedule) || f.PowerOff == f.Schedule:
+			bad("expect.failover: powerOff %q and schedule %q must be two guests of expect.cluster.nodes", f.PowerOff, f.Schedule)
+		case f.Within.Duration <= 0:
+			bad("expect.failover: within is required")
+		}
+	}
 	for _, f := range s.Expect.Fails {
 		if !guests[f.Guest] {
 			bad("expect.fails: unknown guest %q", f.Guest)
@@ -312,6 +348,16 @@ func (s *Scenario) setVersion() error {
 			clusters[name] = string(out)
 		} else {
 			clusters[name] = s.Clusters[name]
+		}
+		if lb := yamlPath(&doc, "spec", "controlPlaneEndpoint", "internalLoadbalancer"); lb != nil && lb.Value != "" {
+			switch {
+			case lb.Value != "kube-vip":
+				// bundle.Options.LoadBalancer: hack/build-images.sh says why.
+				return fmt.Errorf("cluster %s: internalLoadbalancer %q: the test bundle can carry only kube-vip's image (haproxy has no Go module to build it from)", name, lb.Value)
+			case s.loadBalancer != "" && s.loadBalancer != lb.Value:
+				return fmt.Errorf("cluster %s: internalLoadbalancer %s, another cluster %s: one bundle", name, lb.Value, s.loadBalancer)
+			}
+			s.loadBalancer = lb.Value
 		}
 		if s.version != "" && v.Value != s.version {
 			return fmt.Errorf("cluster %s installs Kubernetes %s, another cluster %s: one bundle holds one release", name, v.Value, s.version)
