@@ -61,6 +61,7 @@ func Render(nc *cluster.NodeConfig, agent Agent) (*Seed, error) {
 			{Path: systemd.NodeConfigPath, Content: string(nodeYAML), Owner: "root:root", Permissions: "0600"},
 			{Path: systemd.UnitPath, Content: unit.String(), Owner: "root:root", Permissions: "0644"},
 			{Path: systemd.AnnouncePath, Content: systemd.AnnounceUnit(nc.Cluster.Name()).String(), Owner: "root:root", Permissions: "0644"},
+			{Path: systemd.AgentUnitPath, Content: systemd.AgentUnit(nc.Cluster.Name()).String(), Owner: "root:root", Permissions: "0644"},
 			{Path: InstallScriptPath, Content: installScript(agent), Owner: "root:root", Permissions: "0700"},
 		},
 		RunCmd: [][]string{{InstallScriptPath}},
@@ -207,8 +208,8 @@ if ! { [ -x "$dst" ] && echo "$want  $dst" | sha256sum -c --status; }; then
 fi
 echo "ksboot: agent installed at $dst (sha256:$want)"
 systemctl daemon-reload
-systemctl enable ` + systemd.UnitName + ` ` + systemd.AnnounceName + `
-systemctl start --no-block ` + systemd.AnnounceName + ` ` + systemd.UnitName + `
+systemctl enable ` + systemd.UnitName + ` ` + systemd.AnnounceName + ` ` + systemd.AgentName + `
+systemctl start --no-block ` + systemd.AnnounceName + ` ` + systemd.UnitName + ` ` + systemd.AgentName + `
 `
 }
 

@@ -11,6 +11,8 @@ const (
 	UnitPath       = "/etc/systemd/system/" + UnitName
 	AnnounceName   = "ksboot-announce.service"
 	AnnouncePath   = "/etc/systemd/system/" + AnnounceName
+	AgentName      = "ksboot-agent.service"
+	AgentUnitPath  = "/etc/systemd/system/" + AgentName
 	AgentPath      = "/usr/local/bin/ksboot"
 	NodeConfigPath = "/etc/ksboot/node.yaml"
 	StateDir       = "/var/lib/ksboot"
@@ -131,6 +133,44 @@ func AnnounceUnit(clusterName string) Unit {
 				{"Restart", "always"},
 				{"RestartSec", "10s"},
 				{"SyslogIdentifier", "ksboot-announce"},
+			},
+		},
+		{
+			Name:       "Install",
+			Directives: []Directive{{"WantedBy", "multi-user.target"}},
+		},
+	}}
+}
+
+// AgentUnit is ksboot-agent.service: the day-two agent (`ksboot agent serve`). Once the node
+// has joined it follows its own Node with the kubelet's credentials and carries out what is
+// asked of it there (the reset of `ksboot node delete`); before that it waits for them. It is
+// separate from the bootstrap unit, which ends when the node is done, and from the announce
+// unit, which a reset stops. After a reset its condition keeps it from starting again: the
+// reset removes the node config.
+func AgentUnit(clusterName string) Unit {
+	return Unit{Sections: []Section{
+		{
+			Comment: "Written by ksboot build-seed. Follows this node's Node object in cluster \"" + clusterName + "\" and\n" +
+				"carries out the requests made there (ksboot node delete); logs: journalctl -u " + AgentName,
+			Name: "Unit",
+			Directives: []Directive{
+				{"Description", fmt.Sprintf("ksboot node agent (cluster %s)", clusterName)},
+				{"Wants", "network-online.target"},
+				{"After", "network-online.target"},
+				{"ConditionPathExists", NodeConfigPath},
+			},
+		},
+		{
+			Name: "Service",
+			Directives: []Directive{
+				{"Type", "exec"},
+				{"ExecStart", AgentPath + " agent serve --config " + NodeConfigPath},
+				{"Restart", "always"},
+				{"RestartSec", "30s"},
+				{"StandardOutput", "journal+console"},
+				{"StandardError", "journal+console"},
+				{"SyslogIdentifier", "ksboot-agent"},
 			},
 		},
 		{

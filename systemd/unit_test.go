@@ -33,7 +33,7 @@ func TestUnitsVerify(t *testing.T) {
 		t.Skip("systemd-analyze is not installed (package systemd); the guest test runs the units for real")
 	}
 	dir := t.TempDir()
-	for name, u := range map[string]Unit{UnitName: BootstrapUnit("demo"), AnnounceName: AnnounceUnit("demo")} {
+	for name, u := range map[string]Unit{UnitName: BootstrapUnit("demo"), AnnounceName: AnnounceUnit("demo"), AgentName: AgentUnit("demo")} {
 		p := filepath.Join(dir, name)
 		if err := os.WriteFile(p, []byte(u.String()), 0o644); err != nil {
 			t.Fatal(err)
@@ -67,7 +67,7 @@ func TestUnitsResumeAtBoot(t *testing.T) {
 	if err := os.Mkdir(wants, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	for name, u := range map[string]Unit{UnitName: BootstrapUnit("demo"), AnnounceName: AnnounceUnit("demo")} {
+	for name, u := range map[string]Unit{UnitName: BootstrapUnit("demo"), AnnounceName: AnnounceUnit("demo"), AgentName: AgentUnit("demo")} {
 		p := filepath.Join(dir, name)
 		if err := os.WriteFile(p, []byte(u.String()), 0o644); err != nil {
 			t.Fatal(err)

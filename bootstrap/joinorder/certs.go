@@ -115,3 +115,18 @@ func sign(what, caCertPEM, caKeyPEM string, subject pkix.Name, now time.Time, va
 	pool.AddCert(ca)
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), keyPEM, pool, nil
 }
+
+// EtcdClientTLS is a client configuration for the cluster's etcd: a certificate of its etcd CA
+// (EtcdClientCommonName), minted in memory and valid for validFor from now, and the CA to
+// verify the members with. `ksboot node delete` removes a control plane's member with it.
+func EtcdClientTLS(etcdCACert, etcdCAKey string, now time.Time, validFor time.Duration) (*tls.Config, error) {
+	certPEM, keyPEM, pool, err := sign("etcd CA", etcdCACert, etcdCAKey, pkix.Name{CommonName: EtcdClientCommonName}, now, validFor)
+	if err != nil {
+		return nil, err
+	}
+	pair, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		return nil, fmt.Errorf("the etcd client certificate: %w", err)
+	}
+	return &tls.Config{Certificates: []tls.Certificate{pair}, RootCAs: pool, MinVersion: tls.VersionTLS12}, nil
+}

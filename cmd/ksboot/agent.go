@@ -6,13 +6,18 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/ksboot/ksboot/bootstrap"
+	"github.com/ksboot/ksboot/bootstrap/host"
+	"github.com/ksboot/ksboot/bootstrap/nodedelete"
 	"github.com/ksboot/ksboot/bootstrap/preflight"
+	"github.com/ksboot/ksboot/bootstrap/reset"
 	"github.com/ksboot/ksboot/bootstrap/state"
 	"github.com/ksboot/ksboot/systemd"
 )
@@ -76,6 +81,23 @@ kept in /var/lib/ksboot/status.json; success writes /var/lib/ksboot/bootstrap.co
 	}
 	addFlags(announceCmd)
 
+	serveCmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Follow this node's Node object and carry out what is asked there (ksboot-agent.service)",
+		Long: `The day-two agent. Once the node has joined, it reads its own Node every 15 seconds with
+the kubelet's credentials (/etc/kubernetes/kubelet.conf; until that exists it waits) and carries
+out the requests made there: the reset that ksboot node delete asks for (annotation
+` + nodedelete.ResetRequestedAnnotation + `), which it acknowledges (` + nodedelete.ResetStartedAnnotation + `) and then
+performs as ksboot agent reset does.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return bootstrap.Serve(ctx, bootstrap.Options{ConfigPath: o.config, Root: o.root, Logger: slog.Default(), Console: s.out})
+		},
+	}
+	addFlags(serveCmd)
+
 	var output string
 	statusCmd := &cobra.Command{
 		Use:   "status",
@@ -119,8 +141,55 @@ kept in /var/lib/ksboot/status.json; success writes /var/lib/ksboot/bootstrap.co
 	}
 	statusCmd.Flags().StringVar(&o.root, "root", "/", "directory node paths are resolved under")
 	statusCmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table or json")
-	agent.AddCommand(runCmd, phaseCmd, announceCmd, statusCmd)
+	agent.AddCommand(runCmd, phaseCmd, announceCmd, serveCmd, statusCmd, newAgentResetCmd(s))
 	return agent
+}
+
+// newAgentResetCmd is `ksboot agent reset`: package reset does the work.
+func newAgentResetCmd(s *streams) *cobra.Command {
+	var root string
+	var dryRun, yes bool
+	cmd := &cobra.Command{
+		Use:   "reset",
+		Short: "Undo what the agent did on this node, so that the machine can boot a seed again",
+		Long: `Reset this node as kubeadm reset and KubeKey's kk delete node do: stop ksboot-bootstrap.service,
+run kubeadm reset, stop and disable the kubelet, remove the CNI files, links, iptables rules and
+IPVS services the cluster made, remove /etc/kubernetes, /var/lib/kubelet, /var/lib/etcd,
+ksboot's state in /var/lib/ksboot and /etc/ksboot (the node config holds the join token), then
+run cloud-init clean so that the next boot applies the attached seed again.
+
+containerd, its images and the installed binaries are kept: the next bootstrap re-uses them.
+The Node object stays in the cluster: delete it with kubectl delete node. This is destructive:
+it asks for --yes (or --dry-run, which only prints what it would do).`,
+		Example: `  ksboot agent reset --dry-run         # what it would do, nothing run or removed
+  ksboot agent reset --yes             # on the node, as root; then reboot with a seed attached`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if !yes && !dryRun {
+				return errors.New("ksboot agent reset is destructive: it runs kubeadm reset and removes this node's Kubernetes, " +
+					"network and ksboot state; pass --yes to go ahead, or --dry-run to see what it would do")
+			}
+			if !dryRun && root != "/" {
+				// The files are under --root, but the commands (kubeadm reset, iptables) would run
+				// on this machine.
+				return fmt.Errorf("--root %s is only for --dry-run: the commands would still reset this machine", root)
+			}
+			if !dryRun && os.Geteuid() != 0 {
+				return errors.New("ksboot agent reset changes the machine and must run as root (or use --dry-run)")
+			}
+			o := reset.Options{Root: host.Root(root), Exec: host.Real{}, Console: s.out, Stream: s.out, Logger: slog.Default()}
+			if dryRun {
+				o.Exec = &host.DryRun{Out: s.out}
+			}
+			_, err := reset.Run(cmd.Context(), o)
+			return err
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&root, "root", "/", "directory every node path is resolved under")
+	f.BoolVar(&dryRun, "dry-run", false, "print the commands and the paths instead of running and removing them")
+	f.BoolVar(&yes, "yes", false, "confirm: reset this machine")
+	return cmd
 }
 
 func runAgent(cmd *cobra.Command, s *streams, o *agentOptions, only string) error {

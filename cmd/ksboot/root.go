@@ -99,6 +99,7 @@ and KubeSphere. No SSH, no central machine.`,
 		newDiscoverCmd(s),
 		newWatchCmd(s),
 		newTokenCmd(s),
+		newNodeCmd(s),
 		newAgentCmd(s),
 		newVersionCmd(s),
 	)

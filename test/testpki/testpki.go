@@ -62,6 +62,14 @@ func APIServer(t testing.TB, s *cluster.Secrets) *httptest.Server {
 // would hold. It is valid for a day.
 func AdminKubeconfig(t testing.TB, s *cluster.Secrets, server, path string) {
 	t.Helper()
+	ClientKubeconfig(t, s, server, path, "ksboot-e2e-admin", "system:masters")
+}
+
+// ClientKubeconfig writes to path a kubeconfig for server with a client certificate of the
+// user commonName in groups, signed by the cluster CA in s ("system:node:w1" in
+// "system:nodes" is what a kubelet's kubelet.conf holds). It is valid for a day.
+func ClientKubeconfig(t testing.TB, s *cluster.Secrets, server, path, commonName string, groups ...string) {
+	t.Helper()
 	ca, caKey := clusterCA(t, s)
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -69,7 +77,7 @@ func AdminKubeconfig(t testing.TB, s *cluster.Secrets, server, path string) {
 	}
 	der, err := x509.CreateCertificate(rand.Reader, &x509.Certificate{
 		SerialNumber: big.NewInt(time.Now().UnixNano()),
-		Subject:      pkix.Name{CommonName: "ksboot-e2e-admin", Organization: []string{"system:masters"}},
+		Subject:      pkix.Name{CommonName: commonName, Organization: groups},
 		NotBefore:    time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
 		KeyUsage:    x509.KeyUsageDigitalSignature,
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},

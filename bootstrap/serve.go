@@ -1,0 +1,56 @@
+package bootstrap
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/ksboot/ksboot/bootstrap/follow"
+	"github.com/ksboot/ksboot/bootstrap/host"
+	"github.com/ksboot/ksboot/bootstrap/kubeadm"
+	"github.com/ksboot/ksboot/bootstrap/reset"
+	"github.com/ksboot/ksboot/cluster"
+)
+
+// Serve runs ksboot-agent.service: it follows this node's Node with the kubelet's credentials
+// (kubelet.conf, written when the node joins; until then it waits) and resets the machine when
+// `ksboot node delete` asks for it (package follow). It returns nil when ctx ends or after a
+// reset.
+func Serve(ctx context.Context, o Options) error {
+	o = o.withDefaults()
+	nc, err := cluster.LoadNodeConfig(o.path(o.ConfigPath))
+	if err != nil {
+		return err
+	}
+	name, err := NodeName(nc, o.Root)
+	if err != nil {
+		return err
+	}
+	kubeconfig := o.path(kubeadm.KubeletConf)
+	err = follow.Follow(ctx, follow.Options{
+		Node:   name,
+		Logger: o.Logger,
+		Client: func() (kubernetes.Interface, error) {
+			if _, err := os.Stat(kubeconfig); err != nil {
+				return nil, errors.New(kubeconfig + " is not there yet (the kubelet's credentials, written when the node joins)")
+			}
+			return kubeadm.ClientFromKubeconfig(kubeconfig)
+		},
+		Reset: func(ctx context.Context) error {
+			ro := reset.Options{Root: host.Root(o.Root), Exec: o.Exec, Console: o.Console, Stream: o.Console, Logger: o.Logger}
+			if ro.Exec == nil {
+				ro.Exec = host.Real{}
+			}
+			_, err := reset.Run(ctx, ro)
+			return err
+		},
+	})
+	if errors.Is(err, follow.ErrReset) {
+		fmt.Fprintln(o.Console, "ksboot: reset done on request of ksboot node delete: reboot the machine with a seed attached to bootstrap it again")
+		return nil
+	}
+	return err
+}
