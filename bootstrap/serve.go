@@ -8,6 +8,7 @@ import (
 
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/ksboot/ksboot/bootstrap/certs"
 	"github.com/ksboot/ksboot/bootstrap/follow"
 	"github.com/ksboot/ksboot/bootstrap/host"
 	"github.com/ksboot/ksboot/bootstrap/kubeadm"
@@ -16,9 +17,10 @@ import (
 )
 
 // Serve runs ksboot-agent.service: it follows this node's Node with the kubelet's credentials
-// (kubelet.conf, written when the node joins; until then it waits) and resets the machine when
-// `ksboot node delete` asks for it (package follow). It returns nil when ctx ends or after a
-// reset.
+// (kubelet.conf, written when the node joins; until then it waits), resets the machine when
+// `ksboot node delete` asks for it, and on a control plane reports its kubeadm certificates and
+// renews them when asked or due (packages follow, certs). It returns nil when ctx ends or after
+// a reset.
 func Serve(ctx context.Context, o Options) error {
 	o = o.withDefaults()
 	nc, err := cluster.LoadNodeConfig(o.path(o.ConfigPath))
@@ -30,7 +32,7 @@ func Serve(ctx context.Context, o Options) error {
 		return err
 	}
 	kubeconfig := o.path(kubeadm.KubeletConf)
-	err = follow.Follow(ctx, follow.Options{
+	fo := follow.Options{
 		Node:   name,
 		Logger: o.Logger,
 		Client: func() (kubernetes.Interface, error) {
@@ -47,7 +49,15 @@ func Serve(ctx context.Context, o Options) error {
 			_, err := reset.Run(ctx, ro)
 			return err
 		},
-	})
+	}
+	if nc.Node.IsControlPlane() {
+		root := host.Root(o.Root)
+		fo.ReadCerts = func() ([]certs.Cert, error) { return certs.Read(root) }
+		fo.RenewCerts = func(ctx context.Context) error {
+			return certs.Renew(ctx, certs.RenewOptions{Root: root, Exec: o.Exec, Console: o.Console, Node: name})
+		}
+	}
+	err = follow.Follow(ctx, fo)
 	if errors.Is(err, follow.ErrReset) {
 		fmt.Fprintln(o.Console, "ksboot: reset done on request of ksboot node delete: reboot the machine with a seed attached to bootstrap it again")
 		return nil

@@ -7,11 +7,13 @@ import (
 	"log/slog"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/ksboot/ksboot/bootstrap/certs"
 	"github.com/ksboot/ksboot/bootstrap/nodedelete"
 )
 
@@ -36,6 +38,15 @@ type Options struct {
 	Logger   *slog.Logger
 	// Now is the clock (tests).
 	Now func() time.Time
+
+	// Certificates, on a control plane (nil elsewhere): ReadCerts reads the node's kubeadm
+	// certificates, RenewCerts renews them (package certs). Every CertsEvery (an hour when 0)
+	// the agent reports them on its Node (certs.ReportAnnotation) and renews them when one
+	// expires within certs.RenewBefore; `ksboot certs renew` asks for a renewal at once
+	// (certs.RenewRequestedAnnotation, answered with certs.RenewedAnnotation).
+	ReadCerts  func() ([]certs.Cert, error)
+	RenewCerts func(ctx context.Context) error
+	CertsEvery time.Duration
 }
 
 // ErrReset is returned after the machine was reset: the caller exits, and the unit does not
@@ -57,6 +68,10 @@ func Follow(ctx context.Context, o Options) error {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	if o.CertsEvery == 0 {
+		o.CertsEvery = time.Hour
+	}
+	var certsChecked time.Time
 	var cs kubernetes.Interface
 	var last string
 	var lastAt time.Time
@@ -78,13 +93,14 @@ func Follow(ctx context.Context, o Options) error {
 			}
 		}
 		if cs != nil {
-			requested, err := check(ctx, cs, o)
+			node, err := get(ctx, cs, o)
 			switch {
 			case err != nil:
 				report("cannot read the Node: " + err.Error())
-			case requested != "":
+			case node.Annotations[nodedelete.ResetRequestedAnnotation] != "":
+				requested := node.Annotations[nodedelete.ResetRequestedAnnotation]
 				o.Logger.Info("reset requested (ksboot node delete): resetting the machine", "node", o.Node, "requested", requested)
-				if err := markStarted(ctx, cs, o); err != nil {
+				if err := annotate(ctx, cs, o, nodedelete.ResetStartedAnnotation, o.Now().UTC().Format(time.RFC3339)); err != nil {
 					// Without the mark node delete keeps the Node; reset anyway: it was asked for.
 					o.Logger.Warn("could not record that the reset began; resetting anyway", "node", o.Node, "error", err)
 				}
@@ -92,8 +108,22 @@ func Follow(ctx context.Context, o Options) error {
 					return fmt.Errorf("reset requested by ksboot node delete at %s: %w", requested, err)
 				}
 				return ErrReset
+			case o.ReadCerts != nil:
+				// A request is answered by echoing it: the request is only told apart by its value.
+				requested := node.Annotations[certs.RenewRequestedAnnotation]
+				asked := ""
+				if requested != "" && node.Annotations[certs.RenewedAnnotation] != requested {
+					asked = requested
+				}
+				if asked != "" || certsChecked.IsZero() || o.Now().Sub(certsChecked) >= o.CertsEvery {
+					certsChecked = o.Now()
+					if err := followCerts(ctx, cs, o, node.Annotations[certs.ReportAnnotation], asked); err != nil {
+						o.Logger.Warn("certificates", "node", o.Node, "error", err)
+					}
+				}
+				report("following the Node: no reset request")
 			default:
-				report("following the Node: no request")
+				report("following the Node: no reset request")
 			}
 		}
 		select {
@@ -104,24 +134,52 @@ func Follow(ctx context.Context, o Options) error {
 	}
 }
 
-// check returns the time of a reset request on the Node, if any.
-func check(ctx context.Context, cs kubernetes.Interface, o Options) (string, error) {
+func get(ctx context.Context, cs kubernetes.Interface, o Options) (*corev1.Node, error) {
 	cctx, cancel := context.WithTimeout(ctx, callTimeout)
 	defer cancel()
 	n, err := cs.CoreV1().Nodes().Get(cctx, o.Node, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
-		return "", fmt.Errorf("no Node %s (deleted before this machine was reset? run `ksboot agent reset --yes` here)", o.Node)
+		return nil, fmt.Errorf("no Node %s (deleted before this machine was reset? run `ksboot agent reset --yes` here)", o.Node)
 	}
-	if err != nil {
-		return "", err
-	}
-	return n.Annotations[nodedelete.ResetRequestedAnnotation], nil
+	return n, err
 }
 
-func markStarted(ctx context.Context, cs kubernetes.Interface, o Options) error {
+// followCerts reads the certificates, renews them when asked (asked is the request's value) or
+// due, and reports them on the Node when the report changed; a request is answered by writing
+// its value to certs.RenewedAnnotation.
+func followCerts(ctx context.Context, cs kubernetes.Interface, o Options, reported, asked string) error {
+	list, err := o.ReadCerts()
+	if err != nil {
+		return err
+	}
+	if asked != "" || certs.Due(list, o.Now()) {
+		if e, ok := certs.Earliest(list); ok {
+			o.Logger.Info("renewing the certificates", "node", o.Node, "requested", asked, "earliest", e.Name, "expires", e.NotAfter)
+		}
+		if err := o.RenewCerts(ctx); err != nil {
+			return fmt.Errorf("renewing: %w", err)
+		}
+		if list, err = o.ReadCerts(); err != nil {
+			return err
+		}
+	}
+	if asked != "" {
+		if err := annotate(ctx, cs, o, certs.RenewedAnnotation, asked); err != nil {
+			return fmt.Errorf("answering the renewal request: %w", err)
+		}
+	}
+	if r := certs.Report(list); r != reported {
+		if err := annotate(ctx, cs, o, certs.ReportAnnotation, r); err != nil {
+			return fmt.Errorf("reporting: %w", err)
+		}
+	}
+	return nil
+}
+
+func annotate(ctx context.Context, cs kubernetes.Interface, o Options, key, value string) error {
 	cctx, cancel := context.WithTimeout(ctx, callTimeout)
 	defer cancel()
-	patch := fmt.Sprintf(`{"metadata":{"annotations":{%q:%q}}}`, nodedelete.ResetStartedAnnotation, o.Now().UTC().Format(time.RFC3339))
+	patch := fmt.Sprintf(`{"metadata":{"annotations":{%q:%q}}}`, key, value)
 	_, err := cs.CoreV1().Nodes().Patch(cctx, o.Node, types.MergePatchType, []byte(patch), metav1.PatchOptions{})
 	return err
 }

@@ -100,6 +100,7 @@ and KubeSphere. No SSH, no central machine.`,
 		newWatchCmd(s),
 		newTokenCmd(s),
 		newNodeCmd(s),
+		newCertsCmd(s),
 		newAgentCmd(s),
 		newVersionCmd(s),
 	)
