@@ -166,8 +166,14 @@ func RunScenario(t *testing.T, env *Env, sc *Scenario) time.Duration {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if r.expectCluster(deadline, c) && sc.Expect.Failover != nil {
+			if !r.expectCluster(deadline, c) {
+				return
+			}
+			if sc.Expect.Failover != nil {
 				r.expectFailover(deadline, c, sc.Expect.Failover)
+			}
+			if sc.Expect.DeleteNode != nil {
+				r.expectDeleteNode(deadline, c, sc.Expect.DeleteNode)
 			}
 		}()
 	}

@@ -106,6 +106,17 @@ type Expect struct {
 	// Failover, once Cluster has formed, switches a control plane off and checks that the
 	// cluster still serves through its control-plane endpoint.
 	Failover *FailoverExpect `yaml:"failover"`
+	// DeleteNode, once Cluster has formed, removes a worker with `ksboot node delete` and
+	// checks that its machine resets itself and, switched on again with its seed, rejoins.
+	DeleteNode *DeleteNodeExpect `yaml:"deleteNode"`
+}
+
+// DeleteNodeExpect is the node removal check: `ksboot node delete` of Guest's Node (a worker
+// of the expected cluster) must succeed with the machine resetting itself; then the guest is
+// power-cycled with the same seed and must be a Ready Node again within Within.
+type DeleteNodeExpect struct {
+	Guest  string   `yaml:"guest"`
+	Within Duration `yaml:"within"`
 }
 
 // FailoverExpect is the high-availability check: PowerOff (a control plane of the expected
@@ -265,6 +276,16 @@ func (s *Scenario) check() error {
 			bad("expect.failover: powerOff %q and schedule %q must be two guests of expect.cluster.nodes", f.PowerOff, f.Schedule)
 		case f.Within.Duration <= 0:
 			bad("expect.failover: within is required")
+		}
+	}
+	if d := s.Expect.DeleteNode; d != nil {
+		switch c := s.Expect.Cluster; {
+		case c == nil || !slices.Contains(c.Nodes, d.Guest):
+			bad("expect.deleteNode: guest %q must be a node of expect.cluster", d.Guest)
+		case d.Within.Duration <= 0:
+			bad("expect.deleteNode: within is required")
+		case s.Expect.Failover != nil:
+			bad("expect.deleteNode and expect.failover: one check after forming per scenario")
 		}
 	}
 	for _, f := range s.Expect.Fails {
