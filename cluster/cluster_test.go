@@ -190,6 +190,27 @@ func TestSemanticChecks(t *testing.T) {
 			c.Spec.ControlPlaneEndpoint.InternalLoadbalancer = InternalLBKubeVIP
 			c.Spec.ControlPlaneEndpoint.Address = "10.0.0.100"
 		}, "spec.controlPlaneEndpoint.address", true},
+		{"kube-vip lease not longer than its renew deadline", func(c *Cluster) {
+			threeControlPlanes(c)
+			c.Spec.ControlPlaneEndpoint.InternalLoadbalancer = InternalLBKubeVIP
+			c.Spec.ControlPlaneEndpoint.Address = "192.168.0.100"
+			c.Spec.ControlPlaneEndpoint.KubeVIPTuning = &KubeVIPTuning{LeaseDuration: 20, RenewDeadline: 20}
+		}, "spec.controlPlaneEndpoint.kubeVIP.leaseDuration", false},
+		{"kube-vip renew deadline within 1.2 retry periods", func(c *Cluster) {
+			threeControlPlanes(c)
+			c.Spec.ControlPlaneEndpoint.InternalLoadbalancer = InternalLBKubeVIP
+			c.Spec.ControlPlaneEndpoint.Address = "192.168.0.100"
+			c.Spec.ControlPlaneEndpoint.KubeVIPTuning = &KubeVIPTuning{LeaseDuration: 60, RenewDeadline: 11, RetryPeriod: 10}
+		}, "spec.controlPlaneEndpoint.kubeVIP.renewDeadline", false},
+		{"kube-vip tuning with a negative value", func(c *Cluster) {
+			threeControlPlanes(c)
+			c.Spec.ControlPlaneEndpoint.InternalLoadbalancer = InternalLBKubeVIP
+			c.Spec.ControlPlaneEndpoint.Address = "192.168.0.100"
+			c.Spec.ControlPlaneEndpoint.KubeVIPTuning = &KubeVIPTuning{RetryPeriod: -1}
+		}, "spec.controlPlaneEndpoint.kubeVIP.retryPeriod", false},
+		{"kube-vip tuning without kube-vip", func(c *Cluster) {
+			c.Spec.ControlPlaneEndpoint.KubeVIPTuning = &KubeVIPTuning{LeaseDuration: 60}
+		}, "spec.controlPlaneEndpoint.kubeVIP", false},
 		{"unknown internal load balancer", func(c *Cluster) {
 			c.Spec.ControlPlaneEndpoint.InternalLoadbalancer = "nginx"
 		}, "spec.controlPlaneEndpoint.internalLoadbalancer", false},

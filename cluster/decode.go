@@ -197,6 +197,11 @@ func (w *walker) decode(n *yaml.Node, v reflect.Value, path string) {
 		return // an empty value leaves the zero value, as yaml.v3 does
 	}
 	switch v.Kind() {
+	case reflect.Pointer:
+		// An optional block (controlPlaneEndpoint.kubeVIP): present means set.
+		p := reflect.New(v.Type().Elem())
+		w.decode(n, p.Elem(), path)
+		v.Set(p)
 	case reflect.Struct:
 		w.decodeStruct(n, v, path)
 	case reflect.Slice:

@@ -86,6 +86,44 @@ type ControlPlaneEndpoint struct {
 	Domain               string `yaml:"domain"`
 	Address              string `yaml:"address"`
 	Port                 int    `yaml:"port"`
+	// KubeVIP tunes kube-vip's leader election (internalLoadbalancer: kube-vip only).
+	KubeVIPTuning *KubeVIPTuning `yaml:"kubeVIP,omitempty"`
+}
+
+// KubeVIPTuning is kube-vip's leader election over its Lease, in seconds (its vip_leaseduration,
+// vip_renewdeadline and vip_retryperiod). Unset, kube-vip's own defaults apply (5, 3 and 1,
+// what KubeKey writes): the VIP moves within about five seconds of losing its holder. kube-vip
+// exits when a renewal misses the deadline, so on slow machines, where one API call takes
+// seconds, longer values keep it from restarting in a loop, at the price of a slower failover.
+type KubeVIPTuning struct {
+	LeaseDuration int `yaml:"leaseDuration,omitempty"`
+	RenewDeadline int `yaml:"renewDeadline,omitempty"`
+	RetryPeriod   int `yaml:"retryPeriod,omitempty"`
+}
+
+// kube-vip's leader election defaults, in seconds.
+const (
+	KubeVIPLeaseDuration = 5
+	KubeVIPRenewDeadline = 3
+	KubeVIPRetryPeriod   = 1
+)
+
+// LeaderElection returns kube-vip's lease duration, renew deadline and retry period in seconds:
+// the tuning's, or kube-vip's defaults for what it leaves out.
+func (e ControlPlaneEndpoint) LeaderElection() (lease, renew, retry int) {
+	lease, renew, retry = KubeVIPLeaseDuration, KubeVIPRenewDeadline, KubeVIPRetryPeriod
+	if t := e.KubeVIPTuning; t != nil {
+		if t.LeaseDuration > 0 {
+			lease = t.LeaseDuration
+		}
+		if t.RenewDeadline > 0 {
+			renew = t.RenewDeadline
+		}
+		if t.RetryPeriod > 0 {
+			retry = t.RetryPeriod
+		}
+	}
+	return lease, renew, retry
 }
 
 // Internal load balancers (controlPlaneEndpoint.internalLoadbalancer), KubeKey's names.

@@ -263,6 +263,7 @@ func (v *validator) endpoint(c *Cluster) {
 			}
 		}
 	case InternalLBKubeVIP:
+		v.kubeVIPTuning(e)
 		if e.Address == "" {
 			v.errorf("spec.controlPlaneEndpoint.address",
 				"internalLoadbalancer kube-vip needs the virtual IP here: an unused address on the control planes' network, which kube-vip moves between them")
@@ -271,6 +272,35 @@ func (v *validator) endpoint(c *Cluster) {
 		v.vip(c)
 	default:
 		v.errorf("spec.controlPlaneEndpoint.internalLoadbalancer", "must be haproxy or kube-vip (or left out), not %q", e.InternalLoadbalancer)
+	}
+	if e.KubeVIPTuning != nil && e.InternalLoadbalancer != InternalLBKubeVIP {
+		v.errorf("spec.controlPlaneEndpoint.kubeVIP", "tunes kube-vip: set internalLoadbalancer: kube-vip, or remove it")
+	}
+}
+
+// kubeVIPTuning checks kube-vip's leader election as client-go's leader election (which kube-vip
+// uses) demands: positive values, the lease longer than the renew deadline, and the deadline
+// longer than 1.2 retry periods (its jitter).
+func (v *validator) kubeVIPTuning(e ControlPlaneEndpoint) {
+	t := e.KubeVIPTuning
+	if t == nil {
+		return
+	}
+	for _, f := range []struct {
+		name string
+		val  int
+	}{{"leaseDuration", t.LeaseDuration}, {"renewDeadline", t.RenewDeadline}, {"retryPeriod", t.RetryPeriod}} {
+		if f.val < 0 {
+			v.errorf("spec.controlPlaneEndpoint.kubeVIP."+f.name, "%d seconds: must be positive (or left out for kube-vip's default)", f.val)
+			return
+		}
+	}
+	lease, renew, retry := e.LeaderElection()
+	switch {
+	case lease <= renew:
+		v.errorf("spec.controlPlaneEndpoint.kubeVIP.leaseDuration", "%d seconds must be longer than renewDeadline (%d)", lease, renew)
+	case float64(renew) <= 1.2*float64(retry):
+		v.errorf("spec.controlPlaneEndpoint.kubeVIP.renewDeadline", "%d seconds must be longer than 1.2 × retryPeriod (%d)", renew, retry)
 	}
 }
 

@@ -12,14 +12,11 @@ import (
 	"github.com/ksboot/ksboot/versions"
 )
 
-// kube-vip's control-plane lease and its timing in seconds: the values `kube-vip manifest pod
-// --arp --controlplane --leaderElection` writes (kube-vip's static-pod guide, KubeKey's
-// template).
+// kube-vip's control-plane lease. Its timing is the cluster file's
+// (controlPlaneEndpoint.LeaderElection): by default what `kube-vip manifest pod --arp
+// --controlplane --leaderElection` writes (kube-vip's static-pod guide, KubeKey's template).
 const (
-	kubeVIPLease         = "plndr-cp-lock"
-	kubeVIPLeaseDuration = 5
-	kubeVIPRenewDeadline = 3
-	kubeVIPRetryPeriod   = 1
+	kubeVIPLease = "plndr-cp-lock"
 	// kubeVIPKubeconfig is where kube-vip reads its kubeconfig in the container, whichever of
 	// the host's admin.conf or super-admin.conf is mounted there (kube-vip's generator mounts
 	// --k8sConfigPath at this path).
@@ -37,6 +34,7 @@ const (
 // and kube-vip binds the VIP to the interface of the default route, which it detects at start.
 func KubeVIPPod(c *cluster.Cluster, node, kubeconfig string) *corev1.Pod {
 	e := c.Spec.ControlPlaneEndpoint
+	lease, renew, retry := e.LeaderElection()
 	env := []corev1.EnvVar{
 		{Name: "vip_arp", Value: "true"},
 		{Name: "port", Value: strconv.Itoa(e.Port)},
@@ -51,9 +49,9 @@ func KubeVIPPod(c *cluster.Cluster, node, kubeconfig string) *corev1.Pod {
 		corev1.EnvVar{Name: "vip_ddns", Value: "false"},
 		corev1.EnvVar{Name: "vip_leaderelection", Value: "true"},
 		corev1.EnvVar{Name: "vip_leasename", Value: kubeVIPLease},
-		corev1.EnvVar{Name: "vip_leaseduration", Value: strconv.Itoa(kubeVIPLeaseDuration)},
-		corev1.EnvVar{Name: "vip_renewdeadline", Value: strconv.Itoa(kubeVIPRenewDeadline)},
-		corev1.EnvVar{Name: "vip_retryperiod", Value: strconv.Itoa(kubeVIPRetryPeriod)},
+		corev1.EnvVar{Name: "vip_leaseduration", Value: strconv.Itoa(lease)},
+		corev1.EnvVar{Name: "vip_renewdeadline", Value: strconv.Itoa(renew)},
+		corev1.EnvVar{Name: "vip_retryperiod", Value: strconv.Itoa(retry)},
 		corev1.EnvVar{Name: "address", Value: e.Address},
 	)
 	return &corev1.Pod{

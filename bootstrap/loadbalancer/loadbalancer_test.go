@@ -267,3 +267,25 @@ func TestHAProxyAcceptsConfig(t *testing.T) {
 		})
 	}
 }
+
+// TestKubeVIPLeaderElection: kube-vip's lease timing is kube-vip's default unless the cluster
+// file tunes it, field by field.
+func TestKubeVIPLeaderElection(t *testing.T) {
+	env := func(c *cluster.Cluster) map[string]string {
+		out := map[string]string{}
+		for _, e := range KubeVIPPod(c, c.Spec.RoleGroups.ControlPlane[0], "/etc/kubernetes/admin.conf").Spec.Containers[0].Env {
+			out[e.Name] = e.Value
+		}
+		return out
+	}
+	c := cluster.Sample(cluster.SampleOptions{})
+	c.Spec.ControlPlaneEndpoint.InternalLoadbalancer = cluster.InternalLBKubeVIP
+	c.Spec.ControlPlaneEndpoint.Address = "192.168.0.100"
+	if e := env(c); e["vip_leaseduration"] != "5" || e["vip_renewdeadline"] != "3" || e["vip_retryperiod"] != "1" {
+		t.Errorf("defaults: %v, want kube-vip's 5/3/1", e)
+	}
+	c.Spec.ControlPlaneEndpoint.KubeVIPTuning = &cluster.KubeVIPTuning{LeaseDuration: 60, RenewDeadline: 40}
+	if e := env(c); e["vip_leaseduration"] != "60" || e["vip_renewdeadline"] != "40" || e["vip_retryperiod"] != "1" {
+		t.Errorf("tuned: %v, want 60/40 and the default retry period", e)
+	}
+}

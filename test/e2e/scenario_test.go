@@ -79,7 +79,7 @@ func TestHAScenario(t *testing.T) {
 		"failover on an unknown guest": {"powerOff: cp1", "powerOff: cp9"},
 		"failover onto itself":         {"schedule: w1", "schedule: cp1"},
 		"failover without within":      {", within: 20m", ""},
-		"haproxy, which has no image":  {"6443, internalLoadbalancer: kube-vip}", "6443, internalLoadbalancer: haproxy}"},
+		"haproxy, which has no image":  {"        internalLoadbalancer: kube-vip\n", "        internalLoadbalancer: haproxy\n"},
 	} {
 		text := mustRead(t, "scenarios/ha.yaml")
 		if !strings.Contains(text, edit[0]) {
