@@ -7,6 +7,7 @@ import (
 	"net"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -328,11 +329,30 @@ func runKubeadm(ctx context.Context, n *Node) error {
 		// The internal load balancer's static pods go in before every kubeadm init or join
 		// attempt (a reset between attempts empties the manifests directory).
 		Prepare: func(context.Context) error { return placeLoadBalancer(n, lb, loadbalancer.BeforeKubeadm) },
+		Etcd:    etcdMembers(n, role),
 	})
 	if err != nil {
 		return err
 	}
 	return finishLoadBalancer(ctx, n, lb)
+}
+
+// etcdMembers lets a joining control plane's failed kubeadm join find its own etcd member
+// through the control planes before it (package joinorder); nothing for other roles or without
+// a known advertise address, from which kubeadm makes the member's peer URL.
+func etcdMembers(n *Node, role kubeadm.Role) kubeadm.EtcdMembers {
+	addr := n.AdvertiseAddress()
+	if role != kubeadm.RoleControlPlane || addr == "" {
+		return kubeadm.EtcdMembers{}
+	}
+	o := joinorder.Options{Config: n.Config, Node: n.Name, Endpoint: n.Status.Endpoint, Logger: n.Logger}
+	peerURL := "https://" + net.JoinHostPort(addr, strconv.Itoa(joinorder.EtcdPeerPort))
+	return kubeadm.EtcdMembers{
+		Stranded: func(ctx context.Context) (*joinorder.StrandedMember, error) {
+			return joinorder.Stranded(ctx, o, peerURL)
+		},
+		Remove: func(ctx context.Context, id uint64) error { return joinorder.RemoveMember(ctx, o, id) },
+	}
 }
 
 // waitJoinOrder holds a joining control plane until every control plane before it in

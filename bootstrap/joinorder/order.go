@@ -14,6 +14,9 @@ import (
 // plane's advertise address.
 const EtcdClientPort = 2379
 
+// EtcdPeerPort is the port of kubeadm's stacked etcd's peer URL (https://<address>:2380).
+const EtcdPeerPort = 2380
+
 // ControlPlane is a control plane that must be ready before another one joins.
 type ControlPlane struct {
 	Name string

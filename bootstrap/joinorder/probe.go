@@ -14,7 +14,6 @@ import (
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -235,10 +234,7 @@ func (p *prober) etcd(ctx context.Context, cp ControlPlane, list bool) (etcdObse
 	}
 	conn.Close()
 	endpoint := "https://" + addr
-	cli, err := clientv3.New(clientv3.Config{
-		Endpoints: []string{endpoint}, DialTimeout: p.timeout, Logger: zap.NewNop(),
-		TLS: &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: p.creds.etcdCAs, Certificates: []tls.Certificate{p.creds.etcdPair}},
-	})
+	cli, err := p.etcdClient(endpoint)
 	if err != nil {
 		return etcdObservation{err: err}, nil
 	}

@@ -53,6 +53,9 @@ type RunOptions struct {
 	// (which empties /etc/kubernetes/manifests): the agent places the internal load balancer's
 	// static pods with it, so that the kubelet kubeadm starts runs them.
 	Prepare func(context.Context) error
+	// Etcd, if set on a joining control plane, lets a failed join find and deal with an etcd
+	// member kubeadm added but never started (see rescueEtcdMember).
+	Etcd EtcdMembers
 }
 
 // IgnoredPreflightChecks maps ksboot's preflight check names to kubeadm's, so that a machine
@@ -287,6 +290,9 @@ func join(ctx context.Context, o RunOptions) error {
 		}
 		if fatal, hint := joinFailure(output); fatal {
 			return workflow.WithHint(fmt.Errorf("kubeadm join %s: %w", o.Params.APIServerEndpoint, err), hint)
+		}
+		if rescueEtcdMember(ctx, o) {
+			return nil
 		}
 		last = err
 		o.Logger.Warn("kubeadm join failed; retrying", "attempt", attempt, "in", delay.String(), "error", firstLineOf(err.Error()))
