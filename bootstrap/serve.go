@@ -6,13 +6,17 @@ import (
 	"fmt"
 	"os"
 
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/ksboot/ksboot/bootstrap/certs"
 	"github.com/ksboot/ksboot/bootstrap/follow"
 	"github.com/ksboot/ksboot/bootstrap/host"
+	"github.com/ksboot/ksboot/bootstrap/install"
 	"github.com/ksboot/ksboot/bootstrap/kubeadm"
+	"github.com/ksboot/ksboot/bootstrap/preflight"
 	"github.com/ksboot/ksboot/bootstrap/reset"
+	"github.com/ksboot/ksboot/bootstrap/upgrade"
 	"github.com/ksboot/ksboot/cluster"
 )
 
@@ -57,10 +61,44 @@ func Serve(ctx context.Context, o Options) error {
 			return certs.Renew(ctx, certs.RenewOptions{Root: root, Exec: o.Exec, Console: o.Console, Node: name})
 		}
 	}
+	fo.Upgrade = upgradeFollower(o, nc, name)
 	err = follow.Follow(ctx, fo)
 	if errors.Is(err, follow.ErrReset) {
 		fmt.Fprintln(o.Console, "ksboot: reset done on request of ksboot node delete: reboot the machine with a seed attached to bootstrap it again")
 		return nil
 	}
 	return err
+}
+
+// upgradeFollower is this node's part in a rolling upgrade (package upgrade): the new release's
+// binaries and images come from the node's artifact source, as at install (package install).
+func upgradeFollower(o Options, nc *cluster.NodeConfig, name string) func(context.Context, kubernetes.Interface, *corev1.Node) error {
+	root := host.Root(o.Root)
+	uo := upgrade.NodeOptions{
+		Node: name, ControlPlane: nc.Node.IsControlPlane(), Exec: o.Exec, Logger: o.Logger, Stream: o.Console,
+		IgnorePreflight: kubeadm.IgnoredPreflightChecks(nc.Cluster.Spec.Preflight.WarnOnly),
+		Install: func(ctx context.Context, version string) error {
+			target := *nc
+			target.Cluster.Spec.Kubernetes.Version = version
+			opts := install.Options{Root: root, Exec: o.Exec, Config: &target, Logger: o.Logger, Console: o.Console, HTTP: o.HTTP}
+			var err error
+			if opts.OS, err = host.ReadOS(root); err != nil {
+				return err
+			}
+			if opts.Arch, err = preflight.Arch(ctx, o.Exec); err != nil {
+				return err
+			}
+			if err := install.Binaries(ctx, opts); err != nil {
+				return err
+			}
+			return install.ImportImages(ctx, opts)
+		},
+	}
+	if uo.ControlPlane {
+		adminConf := o.path(kubeadm.AdminConf)
+		uo.Admin = func() (kubernetes.Interface, error) { return kubeadm.ClientFromKubeconfig(adminConf) }
+	}
+	return func(ctx context.Context, cs kubernetes.Interface, node *corev1.Node) error {
+		return upgrade.Follow(ctx, cs, node, uo)
+	}
 }

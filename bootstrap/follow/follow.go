@@ -47,6 +47,10 @@ type Options struct {
 	ReadCerts  func() ([]certs.Cert, error)
 	RenewCerts func(ctx context.Context) error
 	CertsEvery time.Duration
+
+	// Upgrade, if set, runs every round with the Node as read (package upgrade's Follow): it
+	// takes part in a rolling upgrade that `ksboot upgrade` requested.
+	Upgrade func(ctx context.Context, cs kubernetes.Interface, node *corev1.Node) error
 }
 
 // ErrReset is returned after the machine was reset: the caller exits, and the unit does not
@@ -108,21 +112,26 @@ func Follow(ctx context.Context, o Options) error {
 					return fmt.Errorf("reset requested by ksboot node delete at %s: %w", requested, err)
 				}
 				return ErrReset
-			case o.ReadCerts != nil:
-				// A request is answered by echoing it: the request is only told apart by its value.
-				requested := node.Annotations[certs.RenewRequestedAnnotation]
-				asked := ""
-				if requested != "" && node.Annotations[certs.RenewedAnnotation] != requested {
-					asked = requested
-				}
-				if asked != "" || certsChecked.IsZero() || o.Now().Sub(certsChecked) >= o.CertsEvery {
-					certsChecked = o.Now()
-					if err := followCerts(ctx, cs, o, node.Annotations[certs.ReportAnnotation], asked); err != nil {
-						o.Logger.Warn("certificates", "node", o.Node, "error", err)
+			default:
+				if o.ReadCerts != nil {
+					// A request is answered by echoing it: the request is only told apart by its value.
+					requested := node.Annotations[certs.RenewRequestedAnnotation]
+					asked := ""
+					if requested != "" && node.Annotations[certs.RenewedAnnotation] != requested {
+						asked = requested
+					}
+					if asked != "" || certsChecked.IsZero() || o.Now().Sub(certsChecked) >= o.CertsEvery {
+						certsChecked = o.Now()
+						if err := followCerts(ctx, cs, o, node.Annotations[certs.ReportAnnotation], asked); err != nil {
+							o.Logger.Warn("certificates", "node", o.Node, "error", err)
+						}
 					}
 				}
-				report("following the Node: no reset request")
-			default:
+				if o.Upgrade != nil {
+					if err := o.Upgrade(ctx, cs, node); err != nil {
+						o.Logger.Warn("upgrade", "node", o.Node, "error", err)
+					}
+				}
 				report("following the Node: no reset request")
 			}
 		}

@@ -197,7 +197,7 @@ func cordonAndDrain(ctx context.Context, o Options, node *corev1.Node, say func(
 	if err := drain.RunNodeDrain(h, o.Node); err != nil {
 		blocking := blockingPods(ctx, o, h)
 		slices.Sort(evicted)
-		return evicted, fmt.Errorf("draining Node %s: not done in %s: %s (it stays cordoned; evicted: %s; fix what blocks and run node delete again, or raise --drain-timeout)",
+		return evicted, fmt.Errorf("draining Node %s: not done in %s: %s (it stays cordoned; evicted: %s; fix what blocks and run the command again, or raise --drain-timeout)",
 			o.Node, o.DrainTimeout, blocking, orNone(evicted))
 	}
 	slices.Sort(evicted)
@@ -347,4 +347,36 @@ func orNone(s []string) string {
 		return "none"
 	}
 	return strings.Join(s, ", ")
+}
+
+// Drain cordons and drains a Node as node delete does (kubectl's drain library, bounded by
+// o.DrainTimeout, naming what blocks); `ksboot upgrade` drains each node before its kubelet is
+// replaced. It returns the evicted pods.
+func Drain(ctx context.Context, o Options) ([]string, error) {
+	if o.DrainTimeout == 0 {
+		o.DrainTimeout = DefaultDrainTimeout
+	}
+	if o.Progress == nil {
+		o.Progress = io.Discard
+	}
+	node, err := o.Client.CoreV1().Nodes().Get(ctx, o.Node, metav1.GetOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("reading Node %s: %w", o.Node, err)
+	}
+	return cordonAndDrain(ctx, o, node, func(format string, args ...any) {
+		fmt.Fprintf(o.Progress, "drain %s: "+format+"\n", append([]any{o.Node}, args...)...)
+	})
+}
+
+// Uncordon makes a Node schedulable again.
+func Uncordon(ctx context.Context, cs kubernetes.Interface, node string) error {
+	n, err := cs.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{})
+	if err != nil {
+		return fmt.Errorf("reading Node %s: %w", node, err)
+	}
+	h := &drain.Helper{Ctx: ctx, Client: cs, Out: io.Discard, ErrOut: io.Discard}
+	if err := drain.RunCordonOrUncordon(h, n, false); err != nil {
+		return fmt.Errorf("uncordoning Node %s: %w", node, err)
+	}
+	return nil
 }

@@ -101,6 +101,7 @@ and KubeSphere. No SSH, no central machine.`,
 		newTokenCmd(s),
 		newNodeCmd(s),
 		newCertsCmd(s),
+		newUpgradeCmd(s),
 		newAgentCmd(s),
 		newVersionCmd(s),
 	)

@@ -1,0 +1,449 @@
+package upgrade
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"slices"
+	"strings"
+	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/util/retry"
+
+	"github.com/ksboot/ksboot/bootstrap/host"
+	"github.com/ksboot/ksboot/bootstrap/nodedelete"
+)
+
+// Defaults of NodeOptions.
+const (
+	DefaultPoll         = 5 * time.Second
+	DefaultWaitTimeout  = 20 * time.Minute
+	DefaultDrainTimeout = 5 * time.Minute
+	DefaultRetryAfter   = 5 * time.Minute
+	callTimeout         = 30 * time.Second
+)
+
+// NodeOptions configure a node's agent.
+type NodeOptions struct {
+	Node         string
+	ControlPlane bool
+	// Admin, on control planes, returns a client with admin.conf's credentials: it drains and
+	// uncordons this node and answers the workers' requests.
+	Admin func() (kubernetes.Interface, error)
+	// Install puts kubeadm, kubelet and kubectl of a release, and its images, on the node
+	// (package install, from the node's artifact source).
+	Install func(ctx context.Context, version string) error
+	Exec    host.Runner
+	// IgnorePreflight lists kubeadm preflight checks to ignore (from spec.preflight.warnOnly).
+	IgnorePreflight []string
+	Logger          *slog.Logger
+	// Stream receives kubeadm's output.
+	Stream io.Writer
+	Now    func() time.Time
+	// Poll is the pause between reads while waiting for an answer or the kubelet
+	// (DefaultPoll); WaitTimeout bounds each such wait (DefaultWaitTimeout); DrainTimeout
+	// bounds a drain (DefaultDrainTimeout).
+	Poll         time.Duration
+	WaitTimeout  time.Duration
+	DrainTimeout time.Duration
+	// RetryAfter is how long a node that failed waits before it tries its steps again
+	// (DefaultRetryAfter).
+	RetryAfter time.Duration
+}
+
+func (o NodeOptions) withDefaults() NodeOptions {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if o.Stream == nil {
+		o.Stream = io.Discard
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Poll == 0 {
+		o.Poll = DefaultPoll
+	}
+	if o.WaitTimeout == 0 {
+		o.WaitTimeout = DefaultWaitTimeout
+	}
+	if o.DrainTimeout == 0 {
+		o.DrainTimeout = DefaultDrainTimeout
+	}
+	if o.RetryAfter == 0 {
+		o.RetryAfter = DefaultRetryAfter
+	}
+	return o
+}
+
+// Follow is one round of the agent for the upgrade: cs has the kubelet's identity and node is
+// its Node as just read. Without a plan it does nothing. A control plane first answers the
+// workers' requests; then, when every node before this one in the plan's order is done, this
+// node takes the Lease and upgrades itself. Each step is reported on the Node; a failure is
+// reported and tried again after o.RetryAfter, and holds up the nodes after it.
+func Follow(ctx context.Context, cs kubernetes.Interface, node *corev1.Node, o NodeOptions) error {
+	o = o.withDefaults()
+	plan, err := GetPlan(ctx, cs)
+	if err != nil || plan == nil {
+		return err
+	}
+	if o.ControlPlane && o.Admin != nil {
+		if err := answerRequests(ctx, plan, o); err != nil {
+			o.Logger.Warn("answering the workers' upgrade requests", "error", err)
+		}
+	}
+	st := plan.Status[o.Node]
+	if st.Done(plan.Target) {
+		return release(ctx, cs, o)
+	}
+	i := slices.Index(plan.Order, o.Node)
+	if i < 0 {
+		return nil // joined after the plan was made, at a release of its own seed
+	}
+	if st.Target == plan.Target && st.Step == StepFailed && o.Now().Sub(st.Since) < o.RetryAfter {
+		return nil
+	}
+	for _, before := range plan.Order[:i] {
+		if s := plan.Status[before]; !s.Done(plan.Target) {
+			return report(ctx, cs, o, st, plan.Target, StepWaiting, fmt.Sprintf("for %s (%s)", before, describe(s, plan.Target)))
+		}
+	}
+	holder, err := acquire(ctx, cs, o)
+	if err != nil {
+		return err
+	}
+	if holder != o.Node {
+		return report(ctx, cs, o, st, plan.Target, StepWaiting, "for the Lease "+Namespace+"/"+Name+", held by "+holder)
+	}
+	if err := run(ctx, cs, plan, i == 0, o); err != nil {
+		o.Logger.Warn("upgrade step failed", "node", o.Node, "target", plan.Target, "error", err)
+		_ = report(ctx, cs, o, Status{}, plan.Target, StepFailed, err.Error())
+		_ = release(ctx, cs, o)
+		return err
+	}
+	if err := report(ctx, cs, o, Status{}, plan.Target, StepDone, ""); err != nil {
+		return err
+	}
+	o.Logger.Info("upgraded", "node", o.Node, "target", plan.Target)
+	return release(ctx, cs, o)
+}
+
+func describe(s Status, target string) string {
+	if s.Target != target || s.Step == "" {
+		return "not started"
+	}
+	if s.Detail != "" {
+		return s.Step + ": " + s.Detail
+	}
+	return s.Step
+}
+
+// run is kubeadm's upgrade of one node: kubeadm, kubelet and kubectl of the target; `kubeadm
+// upgrade apply` on the first control plane, `kubeadm upgrade node` elsewhere; drain; kubelet
+// restarted and awaited at the target; uncordon.
+func run(ctx context.Context, cs kubernetes.Interface, plan *Plan, first bool, o NodeOptions) error {
+	step := func(name, detail string) error {
+		o.Logger.Info("upgrade step", "node", o.Node, "target", plan.Target, "step", name)
+		// The API server may be restarting (kubeadm upgrade apply replaces it): only a Lease
+		// taken by another node stops the steps; a report that cannot be written is logged.
+		if err := renew(ctx, cs, o); errors.Is(err, errLeaseLost) {
+			return err
+		} else if err != nil {
+			o.Logger.Warn("cannot renew the upgrade Lease", "node", o.Node, "error", err)
+		}
+		if err := report(ctx, cs, o, Status{}, plan.Target, name, detail); err != nil {
+			o.Logger.Warn("cannot report the upgrade step", "node", o.Node, "step", name, "error", err)
+		}
+		return nil
+	}
+	if err := step(StepInstall, "kubeadm, kubelet and kubectl "+plan.Target); err != nil {
+		return err
+	}
+	if err := o.Install(ctx, plan.Target); err != nil {
+		return fmt.Errorf("installing %s: %w", plan.Target, err)
+	}
+	args := []string{"upgrade", "node"}
+	if first {
+		args = []string{"upgrade", "apply", plan.Target, "--yes"}
+	}
+	if len(o.IgnorePreflight) > 0 {
+		args = append(args, "--ignore-preflight-errors="+strings.Join(o.IgnorePreflight, ","))
+	}
+	if err := step(StepKubeadm, "kubeadm "+strings.Join(args, " ")); err != nil {
+		return err
+	}
+	if _, err := o.Exec.Run(ctx, host.Cmd{Name: "kubeadm", Args: args, Stream: o.Stream}); err != nil {
+		return fmt.Errorf("kubeadm %s: %w", strings.Join(args[:2], " "), err)
+	}
+	if err := step(StepDrain, ""); err != nil {
+		return err
+	}
+	if err := cordon(ctx, cs, o, true, plan.Target); err != nil {
+		return err
+	}
+	if err := step(StepKubelet, "restarting the kubelet on "+plan.Target); err != nil {
+		return err
+	}
+	for _, args := range [][]string{{"daemon-reload"}, {"restart", "kubelet"}} {
+		if _, err := o.Exec.Run(ctx, host.Cmd{Name: "systemctl", Args: args}); err != nil {
+			return fmt.Errorf("systemctl %s: %w", strings.Join(args, " "), err)
+		}
+	}
+	if err := waitKubelet(ctx, cs, plan.Target, o); err != nil {
+		return err
+	}
+	if err := step(StepUncordon, ""); err != nil {
+		return err
+	}
+	return cordon(ctx, cs, o, false, plan.Target)
+}
+
+// cordon drains (or uncordons) this node: itself with admin.conf on a control plane, else by
+// asking a control plane's agent and waiting for its answer.
+func cordon(ctx context.Context, cs kubernetes.Interface, o NodeOptions, drain bool, target string) error {
+	verb := "uncordon"
+	if drain {
+		verb = "drain"
+	}
+	if o.ControlPlane && o.Admin != nil {
+		admin, err := o.Admin()
+		if err != nil {
+			return fmt.Errorf("%s: admin.conf: %w", verb, err)
+		}
+		return act(ctx, admin, o, verb, o.Node)
+	}
+	request := verb + " " + target
+	if err := annotate(ctx, cs, o.Node, map[string]string{RequestAnnotation: request}); err != nil {
+		return fmt.Errorf("asking a control plane to %s this node: %w", verb, err)
+	}
+	start := o.Now()
+	for polls := 0; ; polls++ {
+		n, err := get(ctx, cs, o.Node)
+		if err == nil {
+			switch answer := n.Annotations[AnswerAnnotation]; {
+			case answer == request:
+				return nil
+			case strings.HasPrefix(answer, request+": "):
+				return fmt.Errorf("%s", strings.TrimPrefix(answer, request+": "))
+			}
+		}
+		if o.Now().Sub(start) >= o.WaitTimeout || polls >= int(o.WaitTimeout/o.Poll) {
+			return fmt.Errorf("no control plane's agent answered %q within %s (is ksboot-agent.service running on a control plane?)", request, o.WaitTimeout)
+		}
+		if err := sleep(ctx, o.Poll); err != nil {
+			return err
+		}
+	}
+}
+
+// act drains or uncordons a Node with admin's credentials.
+func act(ctx context.Context, admin kubernetes.Interface, o NodeOptions, verb, node string) error {
+	if verb == "uncordon" {
+		return nodedelete.Uncordon(ctx, admin, node)
+	}
+	evicted, err := nodedelete.Drain(ctx, nodedelete.Options{Client: admin, Node: node, DrainTimeout: o.DrainTimeout, GracePeriod: -1})
+	if err == nil {
+		o.Logger.Info("drained for the upgrade", "node", node, "evicted", strings.Join(evicted, ","))
+	}
+	return err
+}
+
+// answerRequests drains or uncordons the workers that asked, answering each request once.
+func answerRequests(ctx context.Context, plan *Plan, o NodeOptions) error {
+	admin, err := o.Admin()
+	if err != nil {
+		return err
+	}
+	list, err := admin.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return err
+	}
+	for _, n := range list.Items {
+		request := n.Annotations[RequestAnnotation]
+		answer := n.Annotations[AnswerAnnotation]
+		verb, target, _ := strings.Cut(request, " ")
+		if request == "" || target != plan.Target || answer == request || strings.HasPrefix(answer, request+": ") {
+			continue
+		}
+		if verb != "drain" && verb != "uncordon" {
+			continue
+		}
+		o.Logger.Info("answering an upgrade request", "node", n.Name, "request", request)
+		answer = request
+		if err := act(ctx, admin, o, verb, n.Name); err != nil {
+			answer = request + ": error: " + err.Error()
+		}
+		if err := annotate(ctx, admin, n.Name, map[string]string{AnswerAnnotation: answer}); err != nil {
+			return fmt.Errorf("answering %s's request %q: %w", n.Name, request, err)
+		}
+	}
+	return nil
+}
+
+// waitKubelet waits until this node's kubelet reports the target and the Node is Ready.
+func waitKubelet(ctx context.Context, cs kubernetes.Interface, target string, o NodeOptions) error {
+	start := o.Now()
+	last := "not read yet"
+	for polls := 0; ; polls++ {
+		n, err := get(ctx, cs, o.Node)
+		switch {
+		case err != nil:
+			last = err.Error()
+		case n.Status.NodeInfo.KubeletVersion != target:
+			last = "its kubelet reports " + n.Status.NodeInfo.KubeletVersion
+		case !nodeReady(n):
+			last = "it is not Ready"
+		default:
+			return nil
+		}
+		if o.Now().Sub(start) >= o.WaitTimeout || polls >= int(o.WaitTimeout/o.Poll) {
+			return fmt.Errorf("Node %s not Ready at %s within %s: %s (journalctl -u kubelet)", o.Node, target, o.WaitTimeout, last)
+		}
+		if err := sleep(ctx, o.Poll); err != nil {
+			return err
+		}
+	}
+}
+
+// report records this node's step in the plan, unless it already says so.
+func report(ctx context.Context, cs kubernetes.Interface, o NodeOptions, was Status, target, step, detail string) error {
+	if was.Target == target && was.Step == step && was.Detail == detail {
+		return nil
+	}
+	data, err := json.Marshal(Status{Target: target, Step: step, Detail: detail, Since: o.Now().UTC().Truncate(time.Second)})
+	if err != nil {
+		return err
+	}
+	cctx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
+	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		cm, err := cs.CoreV1().ConfigMaps(Namespace).Get(cctx, Name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if cm.Data["target"] != target {
+			return fmt.Errorf("the plan's target changed to %s", cm.Data["target"])
+		}
+		cm.Data[statusKey+o.Node] = string(data)
+		_, err = cs.CoreV1().ConfigMaps(Namespace).Update(cctx, cm, metav1.UpdateOptions{})
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("reporting %s in ConfigMap %s/%s: %w", step, Namespace, Name, err)
+	}
+	return nil
+}
+
+// acquire takes the Lease for this node when it is free, expired or already this node's, and
+// returns its holder.
+func acquire(ctx context.Context, cs kubernetes.Interface, o NodeOptions) (string, error) {
+	leases := cs.CoordinationV1().Leases(Namespace)
+	l, err := leases.Get(ctx, Name, metav1.GetOptions{})
+	if err != nil {
+		return "", fmt.Errorf("reading Lease %s/%s: %w", Namespace, Name, err)
+	}
+	holder := ""
+	if l.Spec.HolderIdentity != nil {
+		holder = *l.Spec.HolderIdentity
+	}
+	if holder != "" && holder != o.Node && !expired(l, o.Now()) {
+		return holder, nil
+	}
+	if err := hold(ctx, leases, l, o, o.Node); err != nil {
+		if apierrors.IsConflict(err) {
+			return "another node (it changed while this one asked)", nil
+		}
+		return "", err
+	}
+	return o.Node, nil
+}
+
+var errLeaseLost = errors.New("the upgrade Lease was taken")
+
+// renew renews the Lease while this node works.
+func renew(ctx context.Context, cs kubernetes.Interface, o NodeOptions) error {
+	leases := cs.CoordinationV1().Leases(Namespace)
+	l, err := leases.Get(ctx, Name, metav1.GetOptions{})
+	if err != nil {
+		return fmt.Errorf("reading Lease %s/%s: %w", Namespace, Name, err)
+	}
+	if l.Spec.HolderIdentity == nil || *l.Spec.HolderIdentity != o.Node {
+		return fmt.Errorf("%w: Lease %s/%s is no longer held by %s", errLeaseLost, Namespace, Name, o.Node)
+	}
+	return hold(ctx, leases, l, o, o.Node)
+}
+
+// release gives the Lease up if this node holds it.
+func release(ctx context.Context, cs kubernetes.Interface, o NodeOptions) error {
+	leases := cs.CoordinationV1().Leases(Namespace)
+	l, err := leases.Get(ctx, Name, metav1.GetOptions{})
+	if err != nil || l.Spec.HolderIdentity == nil || *l.Spec.HolderIdentity != o.Node {
+		return nil
+	}
+	return hold(ctx, leases, l, o, "")
+}
+
+type leaseClient interface {
+	Update(ctx context.Context, l *coordinationv1.Lease, opts metav1.UpdateOptions) (*coordinationv1.Lease, error)
+}
+
+func hold(ctx context.Context, leases leaseClient, l *coordinationv1.Lease, o NodeOptions, holder string) error {
+	l = l.DeepCopy()
+	prev := ""
+	if l.Spec.HolderIdentity != nil {
+		prev = *l.Spec.HolderIdentity
+	}
+	now := metav1.NewMicroTime(o.Now())
+	duration := int32(LeaseDuration / time.Second)
+	l.Spec.HolderIdentity, l.Spec.RenewTime, l.Spec.LeaseDurationSeconds = &holder, &now, &duration
+	if holder != "" && holder != prev {
+		l.Spec.AcquireTime = &now
+	}
+	_, err := leases.Update(ctx, l, metav1.UpdateOptions{})
+	return err
+}
+
+func expired(l *coordinationv1.Lease, now time.Time) bool {
+	if l.Spec.RenewTime == nil || l.Spec.LeaseDurationSeconds == nil {
+		return true
+	}
+	return now.After(l.Spec.RenewTime.Add(time.Duration(*l.Spec.LeaseDurationSeconds) * time.Second))
+}
+
+func get(ctx context.Context, cs kubernetes.Interface, node string) (*corev1.Node, error) {
+	cctx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
+	return cs.CoreV1().Nodes().Get(cctx, node, metav1.GetOptions{})
+}
+
+// annotate merges annotations into a Node.
+func annotate(ctx context.Context, cs kubernetes.Interface, node string, annotations map[string]string) error {
+	cctx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
+	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": annotations}})
+	if err != nil {
+		return err
+	}
+	_, err = cs.CoreV1().Nodes().Patch(cctx, node, types.MergePatchType, patch, metav1.PatchOptions{})
+	return err
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
