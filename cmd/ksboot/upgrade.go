@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"k8s.io/client-go/kubernetes"
 
 	"github.com/ksboot/ksboot/bootstrap/kubeadm"
 	"github.com/ksboot/ksboot/bootstrap/upgrade"
@@ -90,16 +91,30 @@ func runUpgrade(ctx context.Context, s *streams, kubeconfig, to string, wait, in
 	}
 	ctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
+	if err := followUpgrade(ctx, s, cs, interval, true); err != nil {
+		return err
+	}
+	if ctx.Err() != nil {
+		return &exitError{code: exitFailure, err: fmt.Errorf("the upgrade to %s did not finish within %s (ksboot upgrade status shows where it is)", to, wait)}
+	}
+	return nil
+}
+
+// followUpgrade prints the upgrade table whenever it changes until ctx ends; with untilDone it
+// returns when every node is done or one failed.
+func followUpgrade(ctx context.Context, s *streams, cs kubernetes.Interface, interval time.Duration, untilDone bool) error {
 	last := ""
 	for {
 		p, nodes, err := upgrade.State(ctx, cs)
-		if err == nil && p != nil {
+		if err == nil {
 			var b strings.Builder
 			upgrade.WriteTable(&b, p, nodes, time.Now())
 			if table := b.String(); table != last {
 				fmt.Fprint(s.out, table)
 				last = table
 			}
+		}
+		if err == nil && p != nil && untilDone {
 			if upgrade.Finished(p, nodes) {
 				fmt.Fprintf(s.err, "every node runs %s\n", p.Target)
 				return nil
@@ -110,7 +125,7 @@ func runUpgrade(ctx context.Context, s *streams, kubeconfig, to string, wait, in
 		}
 		select {
 		case <-ctx.Done():
-			return &exitError{code: exitFailure, err: fmt.Errorf("the upgrade to %s did not finish within %s (ksboot upgrade status shows where it is)", to, wait)}
+			return nil
 		case <-time.After(interval):
 		}
 	}

@@ -11,6 +11,8 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
+	"github.com/ksboot/ksboot/bootstrap/kubeadm"
+	"github.com/ksboot/ksboot/bootstrap/upgrade"
 	"github.com/ksboot/ksboot/discovery"
 )
 
@@ -26,6 +28,7 @@ type watchOptions struct {
 	timeout     time.Duration
 	interval    time.Duration
 	iface       string
+	kubeconfig  string
 }
 
 func newWatchCmd(s *streams) *cobra.Command {
@@ -36,10 +39,15 @@ func newWatchCmd(s *streams) *cobra.Command {
 		Long: `Show a live table of the nodes of a cluster as they announce themselves on this network
 segment: node, role, address, phase, time in phase and last error. Works from any machine on the
 same segment; --once prints one snapshot (with -o json for scripts). --until ready waits until
-every node reports phase done (and at least --nodes of them) and fails after --timeout.`,
+every node reports phase done (and at least --nodes of them) and fails after --timeout.
+
+On day two, with --kubeconfig, it reads the cluster through the API instead: each node's role,
+kubelet version, readiness and step of a rolling upgrade (ksboot upgrade); --until ready then
+waits until every node has finished the upgrade.`,
 		Example: `  ksboot watch --cluster sample
   ksboot watch --cluster sample --once -o json
-  ksboot watch --cluster sample --until ready --nodes 3 --timeout 45m`,
+  ksboot watch --cluster sample --until ready --nodes 3 --timeout 45m
+  ksboot watch --kubeconfig admin.conf`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runWatch(cmd.Context(), s, o) },
 	}
@@ -55,10 +63,31 @@ every node reports phase done (and at least --nodes of them) and fails after --t
 	f.DurationVar(&o.timeout, "timeout", 0, "give up after this long (0: never, unless --until)")
 	f.DurationVar(&o.interval, "interval", 2*time.Second, "time between queries")
 	f.StringVar(&o.iface, "interface", "", "network interface for mDNS")
+	f.StringVar(&o.kubeconfig, "kubeconfig", "", "day two: watch through the API instead of mDNS: each node's version, readiness and upgrade step (ksboot upgrade)")
 	return cmd
 }
 
 func runWatch(ctx context.Context, s *streams, o *watchOptions) error {
+	if o.kubeconfig != "" {
+		cs, err := kubeadm.ClientFromKubeconfig(o.kubeconfig)
+		if err != nil {
+			return err
+		}
+		if o.timeout > 0 {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, o.timeout)
+			defer cancel()
+		}
+		if o.once {
+			plan, nodes, err := upgrade.State(ctx, cs)
+			if err != nil {
+				return err
+			}
+			upgrade.WriteTable(s.out, plan, nodes, time.Now())
+			return nil
+		}
+		return followUpgrade(ctx, s, cs, o.interval, o.until == "ready")
+	}
 	if o.output != "table" && o.output != "json" {
 		return fmt.Errorf("-o %q: use table or json", o.output)
 	}
