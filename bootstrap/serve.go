@@ -98,7 +98,7 @@ func upgradeFollower(o Options, nc *cluster.NodeConfig, name string) func(contex
 		adminConf := o.path(kubeadm.AdminConf)
 		uo.Admin = func() (kubernetes.Interface, error) { return kubeadm.ClientFromKubeconfig(adminConf) }
 	}
-	return func(ctx context.Context, cs kubernetes.Interface, node *corev1.Node) error {
-		return upgrade.Follow(ctx, cs, node, uo)
+	return func(ctx context.Context, cs kubernetes.Interface, _ *corev1.Node) error {
+		return upgrade.Follow(ctx, cs, uo)
 	}
 }

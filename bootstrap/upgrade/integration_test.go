@@ -183,8 +183,8 @@ func TestUpgradeThroughTheCluster(t *testing.T) {
 			err := follow.Follow(ctx, follow.Options{Node: name, Interval: 100 * time.Millisecond,
 				Client: func() (kubernetes.Interface, error) { return kubeadm.ClientFromKubeconfig(kubeconfig) },
 				Reset:  func(context.Context) error { t.Error("reset without a request"); return nil },
-				Upgrade: func(ctx context.Context, cs kubernetes.Interface, node *corev1.Node) error {
-					return upgrade.Follow(ctx, cs, node, uo)
+				Upgrade: func(ctx context.Context, cs kubernetes.Interface, _ *corev1.Node) error {
+					return upgrade.Follow(ctx, cs, uo)
 				}})
 			if err != nil {
 				t.Errorf("agent of %s: %v", name, err)

@@ -85,12 +85,12 @@ func (o NodeOptions) withDefaults() NodeOptions {
 	return o
 }
 
-// Follow is one round of the agent for the upgrade: cs has the kubelet's identity and node is
-// its Node as just read. Without a plan it does nothing. A control plane first answers the
-// workers' requests; then, when every node before this one in the plan's order is done, this
-// node takes the Lease and upgrades itself. Each step is reported on the Node; a failure is
-// reported and tried again after o.RetryAfter, and holds up the nodes after it.
-func Follow(ctx context.Context, cs kubernetes.Interface, node *corev1.Node, o NodeOptions) error {
+// Follow is one round of the agent for the upgrade, with the kubelet's identity (cs). Without
+// a plan it does nothing. A control plane first answers the workers' requests; then, when every
+// node before this one in the plan's order is done, this node takes the Lease and upgrades
+// itself. Each step is reported in the plan; a failure is reported and tried again after
+// o.RetryAfter, and holds up the nodes after it.
+func Follow(ctx context.Context, cs kubernetes.Interface, o NodeOptions) error {
 	o = o.withDefaults()
 	plan, err := GetPlan(ctx, cs)
 	if err != nil || plan == nil {
@@ -306,7 +306,7 @@ func waitKubelet(ctx context.Context, cs kubernetes.Interface, target string, o 
 			return nil
 		}
 		if o.Now().Sub(start) >= o.WaitTimeout || polls >= int(o.WaitTimeout/o.Poll) {
-			return fmt.Errorf("Node %s not Ready at %s within %s: %s (journalctl -u kubelet)", o.Node, target, o.WaitTimeout, last)
+			return fmt.Errorf("the Node %s was not Ready at %s within %s: %s (journalctl -u kubelet)", o.Node, target, o.WaitTimeout, last)
 		}
 		if err := sleep(ctx, o.Poll); err != nil {
 			return err
