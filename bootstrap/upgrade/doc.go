@@ -10,8 +10,8 @@
 //     step for `ksboot upgrade status` and `--wait`.
 //   - Node side (`ksboot agent serve` calls Follow each round with its kubelet's identity): a
 //     node whose turn it is (every node before it in the order done) takes the Lease and goes
-//     through kubeadm's steps for its role, reporting each in its Node's ksboot.dev/upgrade
-//     annotation: new kubeadm, kubelet and kubectl from the node's artifact source; `kubeadm
+//     through kubeadm's steps for its role, reporting each in the plan (a kubelet may read
+//     only its own Node, so the nodes learn each other's progress there): new kubeadm, kubelet and kubectl from the node's artifact source; `kubeadm
 //     upgrade apply` on the first control plane, `kubeadm upgrade node` elsewhere; drain; the
 //     kubelet restarted on the new binary and awaited at the target version; uncordon.
 //     A kubelet's identity may not evict pods or cordon its Node, so control planes drain and
