@@ -94,6 +94,9 @@ func upgradeFollower(o Options, nc *cluster.NodeConfig, name string) func(contex
 			return install.ImportImages(ctx, opts)
 		},
 	}
+	if len(nc.Cluster.Spec.Kubernetes.Patches) > 0 {
+		uo.PatchesDir = kubeadm.PatchesDir
+	}
 	if uo.ControlPlane {
 		adminConf := o.path(kubeadm.AdminConf)
 		uo.Admin = func() (kubernetes.Interface, error) { return kubeadm.ClientFromKubeconfig(adminConf) }

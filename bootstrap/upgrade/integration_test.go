@@ -165,7 +165,7 @@ func TestUpgradeThroughTheCluster(t *testing.T) {
 	defer agents.Wait()
 	defer cancel()
 	for _, name := range []string{"cp1", "w1", "w2"} {
-		uo := upgrade.NodeOptions{Node: name, ControlPlane: name == "cp1", Exec: machine{m, name},
+		uo := upgrade.NodeOptions{Node: name, ControlPlane: name == "cp1", Exec: machine{m, name}, IgnorePreflight: []string{"NumCPU"},
 			Poll: 50 * time.Millisecond, WaitTimeout: 30 * time.Second, DrainTimeout: 20 * time.Second, RetryAfter: 3 * time.Second,
 			Install: func(_ context.Context, version string) error {
 				installsMu.Lock()
@@ -175,6 +175,7 @@ func TestUpgradeThroughTheCluster(t *testing.T) {
 			}}
 		if name == "cp1" {
 			uo.Admin = func() (kubernetes.Interface, error) { return cs, nil }
+			uo.PatchesDir = kubeadm.PatchesDir
 		}
 		kubeconfig := kubeconfigs[name]
 		agents.Add(1)
@@ -224,9 +225,9 @@ func TestUpgradeThroughTheCluster(t *testing.T) {
 
 	// Each node's commands, and the nodes one after the other.
 	want := map[string][]string{
-		"cp1": {"kubeadm upgrade apply " + target + " --yes", "systemctl daemon-reload", "systemctl restart kubelet"},
-		"w1":  {"kubeadm upgrade node", "kubeadm upgrade node", "systemctl daemon-reload", "systemctl restart kubelet"},
-		"w2":  {"kubeadm upgrade node", "systemctl daemon-reload", "systemctl restart kubelet"},
+		"cp1": {"kubeadm upgrade apply " + target + " --yes --ignore-preflight-errors=NumCPU --patches " + kubeadm.PatchesDir, "systemctl daemon-reload", "systemctl restart kubelet"},
+		"w1":  {"kubeadm upgrade node --ignore-preflight-errors=NumCPU", "kubeadm upgrade node --ignore-preflight-errors=NumCPU", "systemctl daemon-reload", "systemctl restart kubelet"},
+		"w2":  {"kubeadm upgrade node --ignore-preflight-errors=NumCPU", "systemctl daemon-reload", "systemctl restart kubelet"},
 	}
 	log := m.lines()
 	last := map[string]int{}

@@ -45,6 +45,9 @@ type NodeOptions struct {
 	Exec    host.Runner
 	// IgnorePreflight lists kubeadm preflight checks to ignore (from spec.preflight.warnOnly).
 	IgnorePreflight []string
+	// PatchesDir, when set, is the node's kubeadm patches directory (spec.kubernetes.patches):
+	// kubeadm keeps no record of it, and the upgraded static pods would lose the patches.
+	PatchesDir string
 	Logger          *slog.Logger
 	// Stream receives kubeadm's output.
 	Stream io.Writer
@@ -177,6 +180,9 @@ func run(ctx context.Context, cs kubernetes.Interface, plan *Plan, first bool, o
 	}
 	if len(o.IgnorePreflight) > 0 {
 		args = append(args, "--ignore-preflight-errors="+strings.Join(o.IgnorePreflight, ","))
+	}
+	if o.PatchesDir != "" {
+		args = append(args, "--patches", o.PatchesDir)
 	}
 	if err := step(StepKubeadm, "kubeadm "+strings.Join(args, " ")); err != nil {
 		return err
