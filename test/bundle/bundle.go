@@ -91,6 +91,7 @@ func Dir(t testing.TB, img *vm.Image, opts Options) string {
 		fmt.Fprintf(h, "image %s %d %d\n", n, fi.Size(), fi.ModTime().UnixNano())
 	}
 	final := filepath.Join(cache, hex.EncodeToString(h.Sum(nil))[:16])
+	defer prune(t, cache, final)
 	if _, err := os.Stat(filepath.Join(final, "complete")); err == nil {
 		return filepath.Join(final, "bundle")
 	}
@@ -173,6 +174,49 @@ func Dir(t testing.TB, img *vm.Image, opts Options) string {
 	}
 	t.Logf("bundle directory %s laid out in %s", final, time.Since(start).Round(time.Second))
 	return filepath.Join(final, "bundle")
+}
+
+// Bundle directories are about 1 GB each, one per Kubernetes release and load-balancer
+// variant and per change of their inputs. prune keeps the keepBundles most recently used
+// (the "complete" marker's time, set at each use) and any used within keepUsed, and removes
+// the rest, and half-built directories of killed runs older than keepUsed.
+const (
+	keepBundles = 6
+	keepUsed    = 24 * time.Hour
+)
+
+func prune(t testing.TB, cache, used string) {
+	now := time.Now()
+	_ = os.Chtimes(filepath.Join(used, "complete"), now, now)
+	entries, err := os.ReadDir(cache)
+	if err != nil {
+		return
+	}
+	type dir struct {
+		path string
+		used time.Time
+	}
+	var dirs []dir
+	for _, e := range entries {
+		path := filepath.Join(cache, e.Name())
+		if strings.HasPrefix(e.Name(), ".tmp-") {
+			if fi, err := e.Info(); err == nil && now.Sub(fi.ModTime()) > keepUsed {
+				_ = os.RemoveAll(path)
+			}
+			continue
+		}
+		if fi, err := os.Stat(filepath.Join(path, "complete")); err == nil {
+			dirs = append(dirs, dir{path, fi.ModTime()})
+		}
+	}
+	slices.SortFunc(dirs, func(a, b dir) int { return b.used.Compare(a.used) })
+	for i, d := range dirs {
+		if i >= keepBundles && now.Sub(d.used) > keepUsed {
+			if err := os.RemoveAll(d.path); err == nil {
+				t.Logf("bundle: pruned %s (last used %s)", d.path, d.used.Format(time.RFC3339))
+			}
+		}
+	}
 }
 
 func must[T any](v T, err error) T {
