@@ -31,11 +31,24 @@ type EtcdMembers struct {
 	Remove func(context.Context, uint64) error
 }
 
-// rescueEtcdMember runs after a failed control-plane join and before kubeadm reset. A member
-// kubeadm added whose etcd never started is removed while the cluster keeps a quorum without
-// it; otherwise (the second member of a cluster: with it the cluster has no quorum, so it cannot
-// be removed and no join can succeed) it is started, as kubeadm would have, and the rest of the
-// join runs. It returns true when the join finished that way.
+// finishArgs run what is left of a control plane's kubeadm join once its etcd member is in the
+// cluster and its etcd runs here: the kubelet of the failed attempt still runs, so the phases
+// up to kubelet-start are skipped; kubeadm's member add then finds the member ("peer URL
+// exists") and goes on to wait for etcd and mark the node.
+var finishArgs = []string{"join", "--config", ConfigPath, "--skip-phases", "preflight,control-plane-prepare,kubelet-start"}
+
+// memberJoined says a failed control-plane join got as far as its etcd member: kubeadm writes
+// the etcd manifest only after etcd accepted the member (the runner resets leftovers before
+// the first attempt and after every failed one, so the manifest is this attempt's).
+func memberJoined(o RunOptions) bool {
+	return o.Params.Role == RoleControlPlane && !o.DryRun && o.Root.Exists(ManifestsDir+"/etcd.yaml")
+}
+
+// rescueEtcdMember runs after a failed control-plane join that wrote no etcd manifest, before
+// kubeadm reset. A member kubeadm added whose etcd never started is removed while the cluster
+// keeps a quorum without it; otherwise (the second member of a cluster: with it the cluster has
+// no quorum, so it cannot be removed and no join can succeed) it is started here, as kubeadm
+// would have, and it returns true: the rest of the join is to be finished without a reset.
 func rescueEtcdMember(ctx context.Context, o RunOptions) bool {
 	if o.Params.Role != RoleControlPlane || o.Etcd.Stranded == nil || o.DryRun {
 		return false
@@ -78,9 +91,8 @@ func etcdMemberParams(p Params, initialCluster string) Params {
 
 // startStrandedMember writes the etcd static pod of member s with kubeadm itself (init phase etcd
 // local, with --initial-cluster and --initial-cluster-state=existing, the two flags by which
-// kubeadm's join manifest differs), waits until the member has started, and runs the rest of
-// kubeadm join: the kubelet of the failed attempt still runs, so the phases up to kubelet-start
-// are skipped, and kubeadm's member add now finds the member and goes on.
+// kubeadm's join manifest differs), for the kubelet of the failed attempt to run, and waits
+// until the member has started.
 func startStrandedMember(ctx context.Context, o RunOptions, s *joinorder.StrandedMember) error {
 	cfg, err := Render(etcdMemberParams(o.Params, s.InitialCluster))
 	if err != nil {
@@ -108,10 +120,6 @@ func startStrandedMember(ctx context.Context, o RunOptions, s *joinorder.Strande
 			return ctx.Err()
 		}
 	}
-	fmt.Fprintf(o.Console, "ksboot: etcd member %x started after %s; running the rest of kubeadm join\n", s.ID, time.Since(start).Round(time.Second))
-	args := []string{"join", "--config", ConfigPath, "--skip-phases", "preflight,control-plane-prepare,kubelet-start"}
-	if _, err := o.Exec.Run(ctx, host.Cmd{Name: "kubeadm", Args: args, Stream: o.Stream}); err != nil {
-		return fmt.Errorf("kubeadm join after starting the etcd member: %w", err)
-	}
-	return finished(o.Root, o.Params.Role)
+	fmt.Fprintf(o.Console, "ksboot: etcd member %x started after %s\n", s.ID, time.Since(start).Round(time.Second))
+	return nil
 }

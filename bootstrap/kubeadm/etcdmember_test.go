@@ -181,3 +181,47 @@ func TestKubeadmEtcdMemberManifest(t *testing.T) {
 		}
 	})
 }
+
+// What the ha scenario's cp2 printed in VM run 4: its etcd member had joined, then marking the
+// node failed because the VIP was away for a moment.
+const markFailedOutput = "error execution phase control-plane-join/mark-control-plane: error applying control-plane label and taints: " +
+	"Get \"https://lb.kubesphere.local:6443/api/v1/nodes/cp2?timeout=10s\": dial tcp 10.77.0.50:6443: connect: no route to host"
+
+// A control-plane join that fails after its etcd member joined (kubeadm wrote the etcd
+// manifest) is finished, retried as often as needed, and never reset: a reset could not remove
+// the member while the API is away, and would leave a two-member etcd without quorum.
+func TestJoinAfterEtcdMemberJoinedIsFinishedNotReset(t *testing.T) {
+	stub := hosttest.NewStub(t)
+	var removed []uint64
+	o, console := controlPlaneJoin(t, stub, nil, &removed)
+	o.Etcd.Stranded = func(context.Context) (*joinorder.StrandedMember, error) {
+		t.Error("etcd was asked about a stranded member although the manifest says the member joined")
+		return nil, nil
+	}
+	stub.RegisterDo(`^kubeadm join --config /etc/ksboot/kubeadm.yaml --ignore-preflight-errors`, func() (string, error) {
+		if _, err := o.Root.WriteFile(ManifestsDir+"/etcd.yaml", []byte("kind: Pod\n"), 0o600); err != nil {
+			return "", err
+		}
+		return markFailedOutput, errors.New("exit status 1")
+	})
+	finish := `^kubeadm join --config /etc/ksboot/kubeadm.yaml --skip-phases preflight,control-plane-prepare,kubelet-start$`
+	stub.Register(finish, markFailedOutput, errors.New("exit status 1"))
+	stub.RegisterDo(finish, kubeadmWrites(o.Root))
+	o.IgnorePreflight = []string{"NumCPU"}
+	if err := Run(context.Background(), o); err != nil {
+		t.Fatalf("%v\nconsole:\n%s", err, console)
+	}
+	for _, c := range stub.Calls {
+		if strings.Contains(c, "reset") {
+			t.Errorf("kubeadm reset ran: %q", stub.Calls)
+		}
+	}
+	if !o.Root.Exists(DoneMarker) {
+		t.Error("the finished join was not recorded")
+	}
+	for _, want := range []string{"finishing the join without a reset", "the rest of kubeadm join 192.168.0.11:6443 (attempt 3)"} {
+		if !strings.Contains(console.String(), want) {
+			t.Errorf("console lacks %q:\n%s", want, console)
+		}
+	}
+}

@@ -264,18 +264,24 @@ func joinFailure(output string) (fatal bool, hint string) {
 func join(ctx context.Context, o RunOptions) error {
 	ctx, cancel := context.WithTimeout(ctx, o.JoinTimeout)
 	defer cancel()
-	args := []string{"join", "--config", ConfigPath}
-	args = append(args, ignoreFlag(o.IgnorePreflight)...)
+	full := append([]string{"join", "--config", ConfigPath}, ignoreFlag(o.IgnorePreflight)...)
+	args, finishing := full, false
 	delay := 5 * time.Second
 	var last error
 	for attempt := 1; attempt <= 200; attempt++ {
-		if err := writePKI(o); err != nil {
-			return err
+		if !finishing {
+			if err := writePKI(o); err != nil {
+				return err
+			}
+			if err := o.prepare(ctx); err != nil {
+				return err
+			}
 		}
-		if err := o.prepare(ctx); err != nil {
-			return err
+		what := "kubeadm join"
+		if finishing {
+			what = "the rest of kubeadm join"
 		}
-		fmt.Fprintf(o.Console, "ksboot: kubeadm join %s (attempt %d)\n", o.Params.APIServerEndpoint, attempt)
+		fmt.Fprintf(o.Console, "ksboot: %s %s (attempt %d)\n", what, o.Params.APIServerEndpoint, attempt)
 		out, err := o.Exec.Run(ctx, host.Cmd{Name: "kubeadm", Args: args, Stream: o.Stream})
 		if err == nil {
 			if o.DryRun {
@@ -291,14 +297,22 @@ func join(ctx context.Context, o RunOptions) error {
 		if fatal, hint := joinFailure(output); fatal {
 			return workflow.WithHint(fmt.Errorf("kubeadm join %s: %w", o.Params.APIServerEndpoint, err), hint)
 		}
-		if rescueEtcdMember(ctx, o) {
-			return nil
-		}
 		last = err
-		o.Logger.Warn("kubeadm join failed; retrying", "attempt", attempt, "in", delay.String(), "error", firstLineOf(err.Error()))
-		// A failed join can leave half-written files that make the next attempt's preflight fail.
-		if _, rerr := o.Exec.Run(ctx, host.Cmd{Name: "kubeadm", Args: []string{"reset", "-f", "--cri-socket", CRISocket}}); rerr != nil {
-			o.Logger.Warn("kubeadm reset after a failed join failed", "error", firstLineOf(rerr.Error()))
+		switch {
+		case finishing:
+			o.Logger.Warn("finishing kubeadm join failed; retrying", "attempt", attempt, "in", delay.String(), "error", firstLineOf(err.Error()))
+		case memberJoined(o) || rescueEtcdMember(ctx, o):
+			// This node's etcd member is in the cluster and runs here: a reset would take it
+			// away (kubeadm reset cannot remove it while the API is down), and with two
+			// members that is the cluster's quorum. The rest of the join is finished instead.
+			fmt.Fprintf(o.Console, "ksboot: this node's etcd member is in the cluster: finishing the join without a reset\n")
+			args, finishing = finishArgs, true
+		default:
+			o.Logger.Warn("kubeadm join failed; retrying", "attempt", attempt, "in", delay.String(), "error", firstLineOf(err.Error()))
+			// A failed join can leave half-written files that make the next attempt's preflight fail.
+			if _, rerr := o.Exec.Run(ctx, host.Cmd{Name: "kubeadm", Args: []string{"reset", "-f", "--cri-socket", CRISocket}}); rerr != nil {
+				o.Logger.Warn("kubeadm reset after a failed join failed", "error", firstLineOf(rerr.Error()))
+			}
 		}
 		if err := o.Sleep(ctx, delay); err != nil {
 			break
