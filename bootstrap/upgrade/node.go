@@ -48,7 +48,7 @@ type NodeOptions struct {
 	// PatchesDir, when set, is the node's kubeadm patches directory (spec.kubernetes.patches):
 	// kubeadm keeps no record of it, and the upgraded static pods would lose the patches.
 	PatchesDir string
-	Logger          *slog.Logger
+	Logger     *slog.Logger
 	// Stream receives kubeadm's output.
 	Stream io.Writer
 	Now    func() time.Time
