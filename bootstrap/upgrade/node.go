@@ -19,6 +19,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/util/retry"
 
+	"github.com/ksboot/ksboot/bootstrap/addons/kube"
 	"github.com/ksboot/ksboot/bootstrap/host"
 	"github.com/ksboot/ksboot/bootstrap/nodedelete"
 )
@@ -174,16 +175,7 @@ func run(ctx context.Context, cs kubernetes.Interface, plan *Plan, first bool, o
 	if err := o.Install(ctx, plan.Target); err != nil {
 		return fmt.Errorf("installing %s: %w", plan.Target, err)
 	}
-	args := []string{"upgrade", "node"}
-	if first {
-		args = []string{"upgrade", "apply", plan.Target, "--yes"}
-	}
-	if len(o.IgnorePreflight) > 0 {
-		args = append(args, "--ignore-preflight-errors="+strings.Join(o.IgnorePreflight, ","))
-	}
-	if o.PatchesDir != "" {
-		args = append(args, "--patches", o.PatchesDir)
-	}
+	args := kubeadmArgs(first, plan.Target, o)
 	if err := step(StepKubeadm, "kubeadm "+strings.Join(args, " ")); err != nil {
 		return err
 	}
@@ -213,6 +205,22 @@ func run(ctx context.Context, cs kubernetes.Interface, plan *Plan, first bool, o
 	return cordon(ctx, cs, o, false, plan.Target)
 }
 
+// kubeadmArgs are kubeadm's upgrade of this node: `upgrade apply` on the first control plane,
+// `upgrade node` elsewhere.
+func kubeadmArgs(first bool, target string, o NodeOptions) []string {
+	args := []string{"upgrade", "node"}
+	if first {
+		args = []string{"upgrade", "apply", target, "--yes"}
+	}
+	if len(o.IgnorePreflight) > 0 {
+		args = append(args, "--ignore-preflight-errors="+strings.Join(o.IgnorePreflight, ","))
+	}
+	if o.PatchesDir != "" {
+		args = append(args, "--patches", o.PatchesDir)
+	}
+	return args
+}
+
 // cordon drains (or uncordons) this node: itself with admin.conf on a control plane, else by
 // asking a control plane's agent and waiting for its answer.
 func cordon(ctx context.Context, cs kubernetes.Interface, o NodeOptions, drain bool, target string) error {
@@ -231,24 +239,25 @@ func cordon(ctx context.Context, cs kubernetes.Interface, o NodeOptions, drain b
 	if err := annotate(ctx, cs, o.Node, map[string]string{RequestAnnotation: request}); err != nil {
 		return fmt.Errorf("asking a control plane to %s this node: %w", verb, err)
 	}
-	start := o.Now()
-	for polls := 0; ; polls++ {
+	var refused error
+	err := kube.Poll(ctx, o.Poll, o.WaitTimeout, func(ctx context.Context) (bool, error) {
 		n, err := get(ctx, cs, o.Node)
-		if err == nil {
-			switch answer := n.Annotations[AnswerAnnotation]; {
-			case answer == request:
-				return nil
-			case strings.HasPrefix(answer, request+": "):
-				return fmt.Errorf("%s", strings.TrimPrefix(answer, request+": "))
-			}
+		if err != nil {
+			return false, err
 		}
-		if o.Now().Sub(start) >= o.WaitTimeout || polls >= int(o.WaitTimeout/o.Poll) {
-			return fmt.Errorf("no control plane's agent answered %q within %s (is ksboot-agent.service running on a control plane?)", request, o.WaitTimeout)
+		switch answer := n.Annotations[AnswerAnnotation]; {
+		case answer == request:
+			return true, nil
+		case strings.HasPrefix(answer, request+": "):
+			refused = fmt.Errorf("a control plane's agent could not %s this node: %s", verb, strings.TrimPrefix(answer, request+": error: "))
+			return true, nil
 		}
-		if err := sleep(ctx, o.Poll); err != nil {
-			return err
-		}
+		return false, nil
+	})
+	if err != nil {
+		return fmt.Errorf("no control plane's agent answered %q (is ksboot-agent.service running on a control plane? journalctl -u ksboot-agent there): %w", request, err)
 	}
+	return refused
 }
 
 // act drains or uncordons a Node with admin's credentials.
@@ -297,27 +306,22 @@ func answerRequests(ctx context.Context, plan *Plan, o NodeOptions) error {
 
 // waitKubelet waits until this node's kubelet reports the target and the Node is Ready.
 func waitKubelet(ctx context.Context, cs kubernetes.Interface, target string, o NodeOptions) error {
-	start := o.Now()
-	last := "not read yet"
-	for polls := 0; ; polls++ {
+	err := kube.Poll(ctx, o.Poll, o.WaitTimeout, func(ctx context.Context) (bool, error) {
 		n, err := get(ctx, cs, o.Node)
 		switch {
 		case err != nil:
-			last = err.Error()
+			return false, err
 		case n.Status.NodeInfo.KubeletVersion != target:
-			last = "its kubelet reports " + n.Status.NodeInfo.KubeletVersion
+			return false, fmt.Errorf("its kubelet reports %s", n.Status.NodeInfo.KubeletVersion)
 		case !nodeReady(n):
-			last = "it is not Ready"
-		default:
-			return nil
+			return false, errors.New("it is not Ready")
 		}
-		if o.Now().Sub(start) >= o.WaitTimeout || polls >= int(o.WaitTimeout/o.Poll) {
-			return fmt.Errorf("the Node %s was not Ready at %s within %s: %s (journalctl -u kubelet)", o.Node, target, o.WaitTimeout, last)
-		}
-		if err := sleep(ctx, o.Poll); err != nil {
-			return err
-		}
+		return true, nil
+	})
+	if err != nil {
+		return fmt.Errorf("the Node %s is not Ready at %s (see journalctl -u kubelet): %w", o.Node, target, err)
 	}
+	return nil
 }
 
 // report records this node's step in the plan, unless it already says so.
@@ -441,15 +445,4 @@ func annotate(ctx context.Context, cs kubernetes.Interface, node string, annotat
 	}
 	_, err = cs.CoreV1().Nodes().Patch(cctx, node, types.MergePatchType, patch, metav1.PatchOptions{})
 	return err
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }

@@ -17,9 +17,11 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	coreapply "k8s.io/client-go/applyconfigurations/core/v1"
+	rbacapply "k8s.io/client-go/applyconfigurations/rbac/v1"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/util/retry"
 
+	"github.com/ksboot/ksboot/bootstrap/addons/kube"
 	"github.com/ksboot/ksboot/versions"
 )
 
@@ -269,67 +271,32 @@ func grant(ctx context.Context, cs kubernetes.Interface) error {
 	if _, err := cs.CoordinationV1().Leases(Namespace).Create(ctx, lease, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 		return fmt.Errorf("creating Lease %s/%s: %w", Namespace, Name, err)
 	}
-	role := &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: Name, Namespace: Namespace}, Rules: []rbacv1.PolicyRule{
-		{APIGroups: []string{""}, Resources: []string{"configmaps"}, ResourceNames: []string{Name}, Verbs: []string{"get", "update"}},
-		{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, ResourceNames: []string{Name}, Verbs: []string{"get", "update"}},
-	}}
-	if err := apply(ctx, func() error {
-		_, err := cs.RbacV1().Roles(Namespace).Create(ctx, role, metav1.CreateOptions{})
-		return err
-	}, func() error {
-		_, err := cs.RbacV1().Roles(Namespace).Update(ctx, role, metav1.UpdateOptions{})
-		return err
-	}); err != nil {
+	role := rbacapply.Role(Name, Namespace).WithRules(
+		rbacapply.PolicyRule().WithAPIGroups("").WithResources("configmaps").WithResourceNames(Name).WithVerbs("get", "update"),
+		rbacapply.PolicyRule().WithAPIGroups("coordination.k8s.io").WithResources("leases").WithResourceNames(Name).WithVerbs("get", "update"))
+	if _, err := cs.RbacV1().Roles(Namespace).Apply(ctx, role, applyOptions); err != nil {
 		return fmt.Errorf("granting the nodes the plan and the Lease (Role %s/%s): %w", Namespace, Name, err)
 	}
-	binding := &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: Name, Namespace: Namespace},
-		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: Name},
-		Subjects: []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.GroupKind, Name: "system:nodes"}}}
-	if err := apply(ctx, func() error {
-		_, err := cs.RbacV1().RoleBindings(Namespace).Create(ctx, binding, metav1.CreateOptions{})
-		return err
-	}, func() error {
-		_, err := cs.RbacV1().RoleBindings(Namespace).Update(ctx, binding, metav1.UpdateOptions{})
-		return err
-	}); err != nil {
+	binding := rbacapply.RoleBinding(Name, Namespace).
+		WithRoleRef(rbacapply.RoleRef().WithAPIGroup(rbacv1.GroupName).WithKind("Role").WithName(Name)).
+		WithSubjects(rbacapply.Subject().WithAPIGroup(rbacv1.GroupName).WithKind(rbacv1.GroupKind).WithName("system:nodes"))
+	if _, err := cs.RbacV1().RoleBindings(Namespace).Apply(ctx, binding, applyOptions); err != nil {
 		return fmt.Errorf("granting the nodes the plan and the Lease (RoleBinding %s/%s): %w", Namespace, Name, err)
 	}
 	return nil
 }
 
-// apply creates, or updates what exists.
-func apply(_ context.Context, create, update func() error) error {
-	err := create()
-	if apierrors.IsAlreadyExists(err) {
-		err = update()
-	}
-	return err
-}
+// applyOptions server-side apply as the rest of ksboot does.
+var applyOptions = metav1.ApplyOptions{FieldManager: kube.FieldManager, Force: true}
 
-// record writes the plan's ConfigMap; a new target starts without reports.
+// record applies the plan's own keys to its ConfigMap. The nodes' reports are keys of their
+// own (written by them with update), so they stay; those of an earlier target name that target
+// and count for nothing.
 func record(ctx context.Context, cs kubernetes.Interface, p *Plan) error {
-	data := map[string]string{"target": p.Target, "from": p.From, "order": strings.Join(p.Order, ","), "requested": p.Requested.Format(time.RFC3339)}
-	for node, st := range p.Status {
-		if b, err := json.Marshal(st); err == nil {
-			data[statusKey+node] = string(b)
-		}
-	}
-	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: Name, Namespace: Namespace}, Data: data}
-	err := apply(ctx, func() error {
-		_, err := cs.CoreV1().ConfigMaps(Namespace).Create(ctx, cm, metav1.CreateOptions{})
-		return err
-	}, func() error {
-		return retry.RetryOnConflict(retry.DefaultRetry, func() error {
-			cur, err := cs.CoreV1().ConfigMaps(Namespace).Get(ctx, Name, metav1.GetOptions{})
-			if err != nil {
-				return err
-			}
-			cm.ResourceVersion = cur.ResourceVersion
-			_, err = cs.CoreV1().ConfigMaps(Namespace).Update(ctx, cm, metav1.UpdateOptions{})
-			return err
-		})
+	cm := coreapply.ConfigMap(Name, Namespace).WithData(map[string]string{
+		"target": p.Target, "from": p.From, "order": strings.Join(p.Order, ","), "requested": p.Requested.Format(time.RFC3339),
 	})
-	if err != nil {
+	if _, err := cs.CoreV1().ConfigMaps(Namespace).Apply(ctx, cm, applyOptions); err != nil {
 		return fmt.Errorf("recording the plan (ConfigMap %s/%s): %w", Namespace, Name, err)
 	}
 	return nil

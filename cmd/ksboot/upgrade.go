@@ -74,7 +74,7 @@ With --wait the command follows the nodes until all are done, one has failed, or
 
 func runUpgrade(ctx context.Context, s *streams, kubeconfig, to string, wait, interval time.Duration) error {
 	if wait < 0 || interval <= 0 {
-		return fmt.Errorf("--wait and --interval must be positive")
+		return fmt.Errorf("--wait %s, --interval %s: --wait must not be negative (0 records the upgrade and returns) and --interval must be positive", wait, interval)
 	}
 	cs, err := kubeadm.ClientFromKubeconfig(kubeconfig)
 	if err != nil {
