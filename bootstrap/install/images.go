@@ -26,10 +26,14 @@ func ImportImages(ctx context.Context, o Options) error {
 		return err
 	}
 	var archives []artifacts.Entry
-	var skipped []string
+	var skipped, otherRelease []string
 	for _, e := range o.Source.Files(artifacts.KindImage) {
 		switch {
 		case e.Arch != "" && e.Arch != o.Arch:
+		case ForOtherRelease(e.Images, o.kubernetesVersion()):
+			// A bundle that carries two releases (the one installed and the one a rolling
+			// upgrade moves to) holds each release's Kubernetes images: only this one's serve.
+			otherRelease = append(otherRelease, e.Name+" "+e.Version)
 		case !o.Config.Node.IsControlPlane() && len(e.Images) > 0 && !slices.ContainsFunc(e.Images, RunsOnEveryNode):
 			// A worker never runs the control plane: importing (and unpacking, slow on small
 			// machines) those images would only cost time and disk.
@@ -40,6 +44,9 @@ func ImportImages(ctx context.Context, o Options) error {
 	}
 	if len(skipped) > 0 {
 		o.say("images: skipped %s (control-plane images; this node is a worker)", joinNames(skipped))
+	}
+	if len(otherRelease) > 0 {
+		o.say("images: skipped %s (another Kubernetes release than %s)", joinNames(otherRelease), o.kubernetesVersion())
 	}
 	if len(archives) == 0 {
 		o.say("images: none in %s; images will be pulled from registries", o.Source)
@@ -84,6 +91,42 @@ func ImportImages(ctx context.Context, o Options) error {
 	return nil
 }
 
+// releaseImages are the images kubeadm tags with the Kubernetes release itself, by the last
+// element of their repository.
+var releaseImages = []string{"kube-apiserver", "kube-controller-manager", "kube-scheduler", "kube-proxy"}
+
+// ForOtherRelease is true when refs (an image archive's references) hold one of kubeadm's
+// release-tagged images (kube-apiserver, kube-controller-manager, kube-scheduler, kube-proxy)
+// and none at kubernetesVersion's tag: the archive belongs to another Kubernetes release.
+func ForOtherRelease(refs []string, kubernetesVersion string) bool {
+	tag := releaseTag(kubernetesVersion)
+	other := false
+	for _, ref := range refs {
+		repo, t := splitRef(ref)
+		if !slices.Contains(releaseImages, path.Base(repo)) || t == "" {
+			continue
+		}
+		if t == tag {
+			return false
+		}
+		other = true
+	}
+	return other
+}
+
+// splitRef splits an image reference into its repository and tag ("" for a digest or none).
+func splitRef(ref string) (repo, tag string) {
+	repo = ref
+	if i := strings.LastIndexAny(repo, "@"); i >= 0 {
+		repo = repo[:i]
+		return repo, ""
+	}
+	if i := strings.LastIndex(repo, ":"); i > strings.LastIndex(repo, "/") {
+		return repo[:i], repo[i+1:]
+	}
+	return repo, ""
+}
+
 // controlPlaneImages are the images only control-plane nodes run, by the last element of their
 // repository (which stays the same under registry rewriting): kubeadm's control plane, and
 // kube-vip (internalLoadbalancer: kube-vip), whose static pod runs on control planes only.
@@ -92,13 +135,7 @@ var controlPlaneImages = []string{"kube-apiserver", "kube-controller-manager", "
 // RunsOnEveryNode is false for an image only control-plane nodes run (by the last element of
 // its repository): workers skip archives of such images, and bundles keep them apart.
 func RunsOnEveryNode(ref string) bool {
-	repo := ref
-	if i := strings.LastIndexAny(repo, "@"); i >= 0 {
-		repo = repo[:i]
-	}
-	if i := strings.LastIndex(repo, ":"); i > strings.LastIndex(repo, "/") {
-		repo = repo[:i]
-	}
+	repo, _ := splitRef(ref)
 	return !slices.Contains(controlPlaneImages, path.Base(repo))
 }
 

@@ -135,3 +135,48 @@ func TestRunsOnEveryNode(t *testing.T) {
 		}
 	}
 }
+
+// A bundle made for a rolling upgrade holds the Kubernetes images of two releases: a node
+// imports only those of the release it installs, and archives of no release (Flannel) always.
+func TestImportImagesOfOneRelease(t *testing.T) {
+	archive := func(name, version string, images ...string) artifactstest.Extra {
+		return artifactstest.Extra{Entry: artifacts.Entry{Name: name, Version: version, Arch: "amd64", Kind: artifacts.KindImage,
+			Path: "images/" + version + "/" + name + "-amd64.tar", Images: images}, Data: []byte("archive " + name + " " + version)}
+	}
+	this := archive("kubernetes", k8sVersion, "registry.k8s.io/kube-proxy:"+k8sVersion, "registry.k8s.io/pause:3.10.2")
+	next := archive("kubernetes", "v1.38.0", "registry.k8s.io/kube-proxy:v1.38.0", "registry.k8s.io/pause:3.10.2")
+	flannel := archive("flannel", "v0.27.4", "ghcr.io/flannel-io/flannel:v0.27.4")
+	f := newFixture(t, func(c *cluster.Cluster) { c.Spec.Artifacts.Bundle = "/srv/bundle" })
+	artifactstest.WriteBundle(t, f.root.Path("/srv/bundle"), k8sVersion, nil, this, next, flannel)
+	f.stub.Register(`^/usr/local/bin/ctr -n k8s.io images ls -q$`, "", nil)
+	f.stub.Register(`^/usr/local/bin/ctr -n k8s.io images import \S+/srv/bundle/images/`+k8sVersion+`/kubernetes-amd64.tar$`, "", nil)
+	f.stub.Register(`^/usr/local/bin/ctr -n k8s.io images ls -q$`, "registry.k8s.io/kube-proxy:"+k8sVersion+"\nregistry.k8s.io/pause:3.10.2\n", nil)
+	f.stub.Register(`^/usr/local/bin/ctr -n k8s.io images import \S+/srv/bundle/images/v0.27.4/flannel-amd64.tar$`, "", nil)
+	f.stub.Register(`^/usr/local/bin/ctr -n k8s.io images ls -q$`, "registry.k8s.io/kube-proxy:"+k8sVersion+"\nregistry.k8s.io/pause:3.10.2\nghcr.io/flannel-io/flannel:v0.27.4\n", nil)
+	if err := ImportImages(context.Background(), f.opts); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"images: skipped kubernetes v1.38.0 (another Kubernetes release than " + k8sVersion + ")", "images: imported kubernetes, flannel"} {
+		if !strings.Contains(f.console.String(), want) {
+			t.Errorf("console %q does not say %q", f.console.String(), want)
+		}
+	}
+}
+
+func TestForOtherRelease(t *testing.T) {
+	for _, tc := range []struct {
+		refs []string
+		want bool
+	}{
+		{[]string{"registry.k8s.io/kube-apiserver:v1.27.16", "registry.k8s.io/etcd:3.5.12-0"}, true},
+		{[]string{"registry.k8s.io/kube-apiserver:v1.26.5", "registry.k8s.io/etcd:3.5.6-0"}, false},
+		{[]string{"reg.local:5000/kubesphere/kube-proxy:v1.27.16", "reg.local:5000/kubesphere/kube-proxy:v1.26.5"}, false},
+		{[]string{"registry.k8s.io/pause:3.9", "registry.k8s.io/coredns/coredns:v1.10.1"}, false}, // no release image: any release's
+		{[]string{"ghcr.io/flannel-io/flannel:v0.27.4"}, false},
+		{[]string{"registry.k8s.io/kube-proxy@sha256:0123"}, false},
+	} {
+		if got := ForOtherRelease(tc.refs, "v1.26.5"); got != tc.want {
+			t.Errorf("ForOtherRelease(%q, v1.26.5) = %v, want %v", tc.refs, got, tc.want)
+		}
+	}
+}

@@ -35,9 +35,8 @@ func KubeadmImages(kubernetesVersion, imageRepository, dnsImageRepository string
 		dnsRepo += "/coredns"
 	}
 	coreDNS, etcd, exact := versions.KubeadmTags(kubernetesVersion)
-	// kubeadm writes a version's "+" as "_" in image tags (KubernetesVersionToImageTag).
-	tag := "v" + strings.ReplaceAll(strings.TrimPrefix(kubernetesVersion, "v"), "+", "_")
-	for _, name := range []string{"kube-apiserver", "kube-controller-manager", "kube-scheduler", "kube-proxy"} {
+	tag := releaseTag(kubernetesVersion)
+	for _, name := range releaseImages {
 		images = append(images, repo+"/"+name+":"+tag)
 	}
 	images = append(images,
@@ -45,4 +44,10 @@ func KubeadmImages(kubernetesVersion, imageRepository, dnsImageRepository string
 		PauseImage(kubernetesVersion, repo),
 		repo+"/etcd:"+etcd)
 	return images, exact
+}
+
+// releaseTag is the tag kubeadm gives its release images: the version with "+" written as "_"
+// (kubeadm's KubernetesVersionToImageTag).
+func releaseTag(kubernetesVersion string) string {
+	return "v" + strings.ReplaceAll(strings.TrimPrefix(kubernetesVersion, "v"), "+", "_")
 }

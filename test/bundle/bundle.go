@@ -12,6 +12,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -40,16 +41,33 @@ type Options struct {
 	// LoadBalancer, with Images, adds the internal load balancer's image archive
 	// (images/kube-vip-amd64.tar): "kube-vip", the only one that builds from a Go module, or "".
 	LoadBalancer string
+	// UpgradeTo, when set, adds a second release that a rolling upgrade moves to: its
+	// components that differ from KubernetesVersion's (kubeadm, kubelet and kubectl under
+	// releases/<UpgradeTo>/, others at their own paths) and, with Images, its kubeadm images
+	// under images/<UpgradeTo>/. The directory then has a manifest.json listing both.
+	UpgradeTo string
 }
 
 // Dir returns a bundle directory without manifest.json (`ksboot bundle --from-dir` and
-// image.ReadBundleDir make it from the paths) under
+// image.ReadBundleDir make it from the paths; with Options.UpgradeTo it has one) under
 // ${XDG_CACHE_HOME:-~/.cache}/ksboot/bundle/<key>/bundle, where the key covers the guest image
 // (whose dpkg status decides the packages) and every input file. It is built in a temporary
 // directory renamed into place, so a cached directory is always complete.
 func Dir(t testing.TB, img *vm.Image, opts Options) string {
 	t.Helper()
-	dirs := run(t, "build-artifacts.sh", opts.KubernetesVersion, nil, "kubernetes", "containerd", "runc", "cri-tools", "cni-plugins")
+	components := []string{"kubernetes", "containerd", "runc", "cri-tools", "cni-plugins"}
+	dirs := run(t, "build-artifacts.sh", opts.KubernetesVersion, nil, components...)
+	var upDirs, upArchives map[string]string
+	if opts.UpgradeTo != "" {
+		if versions.MustLookup(opts.UpgradeTo).Flannel != versions.MustLookup(opts.KubernetesVersion).Flannel {
+			t.Fatalf("bundle options: %s and %s use different Flannel releases; a bundle of both holds one", opts.KubernetesVersion, opts.UpgradeTo)
+		}
+		upDirs = run(t, "build-artifacts.sh", opts.UpgradeTo, nil, components...)
+		if opts.Images {
+			upArchives = run(t, "build-images.sh", opts.UpgradeTo, nil, "kubernetes-images", "kubernetes-control-plane-images")
+			delete(upArchives, "flannel-images")
+		}
+	}
 	var archives map[string]string
 	if opts.Images {
 		want := []string{"kubernetes-images", "kubernetes-control-plane-images", "flannel-images"}
@@ -72,24 +90,11 @@ func Dir(t testing.TB, img *vm.Image, opts Options) string {
 	}
 	h := sha256.New()
 	fmt.Fprintf(h, "v1 %s %s\n", img.Key, opts.KubernetesVersion)
-	for _, n := range slices.Sorted(mapKeys(dirs)) {
-		entries, err := os.ReadDir(dirs[n])
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, e := range entries {
-			if fi, err := e.Info(); err == nil && fi.Mode().IsRegular() {
-				fmt.Fprintf(h, "%s/%s %d %d\n", n, e.Name(), fi.Size(), fi.ModTime().UnixNano())
-			}
-		}
+	if opts.UpgradeTo != "" {
+		fmt.Fprintf(h, "upgrade to %s\n", opts.UpgradeTo)
 	}
-	for _, n := range slices.Sorted(mapKeys(archives)) {
-		fi, err := os.Stat(archives[n])
-		if err != nil {
-			t.Fatal(err)
-		}
-		fmt.Fprintf(h, "image %s %d %d\n", n, fi.Size(), fi.ModTime().UnixNano())
-	}
+	hashInputs(t, h, "", dirs, archives)
+	hashInputs(t, h, opts.UpgradeTo, upDirs, upArchives)
 	final := filepath.Join(cache, hex.EncodeToString(h.Sum(nil))[:16])
 	defer prune(t, cache, final)
 	if _, err := os.Stat(filepath.Join(final, "complete")); err == nil {
@@ -160,6 +165,9 @@ func Dir(t testing.TB, img *vm.Image, opts Options) string {
 		}
 	}
 	downloadPackages(t, img, filepath.Join(dir, image.PackagesDir, GuestOS))
+	if opts.UpgradeTo != "" {
+		addRelease(t, dir, opts, upDirs, upArchives)
+	}
 	if err := os.WriteFile(filepath.Join(tmp, "complete"), nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -174,6 +182,107 @@ func Dir(t testing.TB, img *vm.Image, opts Options) string {
 	}
 	t.Logf("bundle directory %s laid out in %s", final, time.Since(start).Round(time.Second))
 	return filepath.Join(final, "bundle")
+}
+
+// hashInputs writes the name, size and time of every file of dirs and archives into h: a
+// rebuilt input changes the bundle's cache key. release tells a second release's inputs apart.
+func hashInputs(t testing.TB, h io.Writer, release string, dirs, archives map[string]string) {
+	t.Helper()
+	for _, n := range slices.Sorted(mapKeys(dirs)) {
+		entries, err := os.ReadDir(dirs[n])
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range entries {
+			if fi, err := e.Info(); err == nil && fi.Mode().IsRegular() {
+				fmt.Fprintf(h, "%s%s/%s %d %d\n", release, n, e.Name(), fi.Size(), fi.ModTime().UnixNano())
+			}
+		}
+	}
+	for _, n := range slices.Sorted(mapKeys(archives)) {
+		fi, err := os.Stat(archives[n])
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(h, "%simage %s %d %d\n", release, n, fi.Size(), fi.ModTime().UnixNano())
+	}
+}
+
+// addRelease adds opts.UpgradeTo's components and image archives to the laid-out bundle
+// directory dir of opts.KubernetesVersion, and writes the manifest.json of both: the manifest
+// `ksboot bundle` makes of dir (every file checked), plus an entry for each added file.
+// Components both releases share (containerd, runc, the CNI plugins of one version) are not
+// added twice; a component whose usual path holds the first release's file (kubeadm, kubelet,
+// kubectl) goes under releases/<UpgradeTo>/.
+func addRelease(t testing.TB, dir string, opts Options, upDirs, upArchives map[string]string) {
+	t.Helper()
+	m, _, err := image.ReadBundleDir(dir, image.BundleSpec{KubernetesVersion: opts.KubernetesVersion, Arches: []string{"amd64"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	have := func(name, version string) bool {
+		return slices.ContainsFunc(m.Artifacts, func(e artifacts.Entry) bool {
+			return e.Name == name && e.Version == version && e.Arch == "amd64"
+		})
+	}
+	add := func(e artifacts.Entry, src string) {
+		dst := filepath.Join(dir, filepath.FromSlash(e.Path))
+		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Link(src, dst); err != nil {
+			if err := os.WriteFile(dst, must(os.ReadFile(src)), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		e.SHA256 = must(artifacts.FileSHA256(dst))
+		m.Artifacts = append(m.Artifacts, e)
+	}
+	staged := t.TempDir()
+	for _, a := range artifacts.Components(opts.UpgradeTo, "amd64") {
+		if have(a.Name, a.Version) {
+			continue
+		}
+		p := must(image.BundlePath(a))
+		if _, err := os.Stat(filepath.Join(dir, filepath.FromSlash(p))); err == nil {
+			p = path.Join("releases", opts.UpgradeTo, p)
+		}
+		src := filepath.Join(staged, a.Name)
+		switch a.Name {
+		case artifacts.Kubeadm, artifacts.Kubelet, artifacts.Kubectl:
+			src = filepath.Join(upDirs["kubernetes"], a.Name)
+		case artifacts.Runc:
+			src = filepath.Join(upDirs["runc"], "runc")
+		case artifacts.Containerd:
+			writeFile(t, src, tarGz(t, upDirs["containerd"], "bin/", "containerd", "containerd-shim-runc-v2", "ctr"))
+		case artifacts.Crictl:
+			writeFile(t, src, tarGz(t, upDirs["cri-tools"], "", "crictl"))
+		default:
+			t.Fatalf("bundle: %s %s differs between %s and %s; addRelease does not lay it out", a.Name, a.Version, opts.KubernetesVersion, opts.UpgradeTo)
+		}
+		add(artifacts.Entry{Name: a.Name, Version: a.Version, Arch: a.Arch, Kind: a.Kind, Path: p}, src)
+	}
+	for _, n := range slices.Sorted(mapKeys(upArchives)) {
+		name := strings.TrimSuffix(n, "-images")
+		refs, err := image.ImageArchiveRefs(upArchives[n])
+		if err != nil {
+			t.Fatal(err)
+		}
+		add(artifacts.Entry{Name: name, Version: opts.UpgradeTo, Arch: "amd64", Kind: artifacts.KindImage,
+			Path: path.Join(image.ImagesDir, opts.UpgradeTo, name+"-amd64.tar"), Images: refs}, upArchives[n])
+	}
+	data, err := m.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(dir, artifacts.ManifestFile), data)
+}
+
+func writeFile(t testing.TB, p string, data []byte) {
+	t.Helper()
+	if err := os.WriteFile(p, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // Bundle directories are about 1 GB each, one per Kubernetes release and load-balancer

@@ -83,7 +83,7 @@ func Prepare(t *testing.T, scenarios ...*Scenario) *Env {
 		}
 		start := time.Now()
 		v := sc.Version()
-		dir := bundle.Dir(t, e.Image, bundle.Options{KubernetesVersion: v, Images: true, LoadBalancer: sc.loadBalancer})
+		dir := bundle.Dir(t, e.Image, bundle.Options{KubernetesVersion: v, Images: true, LoadBalancer: sc.loadBalancer, UpgradeTo: sc.UpgradeTo()})
 		e.Releases[sc.Bundle()] = Release{BundleISO: bundleISO(t, e.Bin, dir, v), Kubectl: k8sbin.BinaryAt(t, v, "kubectl")}
 		t.Logf("bundle %s: ready in %s (0 = cached)", sc.Bundle(), time.Since(start).Round(time.Second))
 	}
@@ -174,6 +174,9 @@ func RunScenario(t *testing.T, env *Env, sc *Scenario) time.Duration {
 			}
 			if sc.Expect.DeleteNode != nil {
 				r.expectDeleteNode(deadline, c, sc.Expect.DeleteNode)
+			}
+			if sc.Expect.Upgrade != nil {
+				r.expectUpgrade(deadline, c, sc.Expect.Upgrade)
 			}
 		}()
 	}

@@ -58,13 +58,26 @@ type Scenario struct {
 // Version is the Kubernetes release the scenario installs: its cluster files' (one for all).
 func (s *Scenario) Version() string { return s.version }
 
-// Bundle names the bundle the scenario's guests boot with: its Kubernetes release, and the
-// internal load balancer whose image it adds ("v1.26.5", "v1.26.5+kube-vip").
+// Bundle names the bundle the scenario's guests boot with: its Kubernetes release, the
+// internal load balancer whose image it adds and the release an upgrade moves to
+// ("v1.26.5", "v1.26.5+kube-vip", "v1.26.5>v1.27.16").
 func (s *Scenario) Bundle() string {
-	if s.loadBalancer == "" {
-		return s.version
+	b := s.version
+	if s.loadBalancer != "" {
+		b += "+" + s.loadBalancer
 	}
-	return s.version + "+" + s.loadBalancer
+	if s.Expect.Upgrade != nil {
+		b += ">" + s.Expect.Upgrade.To
+	}
+	return b
+}
+
+// UpgradeTo is the release the scenario upgrades to, or "".
+func (s *Scenario) UpgradeTo() string {
+	if s.Expect.Upgrade == nil {
+		return ""
+	}
+	return s.Expect.Upgrade.To
 }
 
 // Seed is one build-seed run; its output file is <Name>.iso.
@@ -109,6 +122,19 @@ type Expect struct {
 	// DeleteNode, once Cluster has formed, removes a worker with `ksboot node delete` and
 	// checks that its machine resets itself and, switched on again with its seed, rejoins.
 	DeleteNode *DeleteNodeExpect `yaml:"deleteNode"`
+	// Upgrade, once Cluster has formed, upgrades it with `ksboot upgrade --to` and checks
+	// that every Node is Ready at the new release and that kube-system lost no pod. The
+	// guests' bundle then carries both releases.
+	Upgrade *UpgradeExpect `yaml:"upgrade"`
+}
+
+// UpgradeExpect is the rolling upgrade check: `ksboot upgrade --to To`, then within Within
+// every node of the expected cluster done and a Ready Node with a kubelet of To, the API
+// server at To, and every kube-system pod of before the upgrade (by its static pod, DaemonSet
+// and node, or Deployment) Running and ready again.
+type UpgradeExpect struct {
+	To     string   `yaml:"to"`
+	Within Duration `yaml:"within"`
 }
 
 // DeleteNodeExpect is the node removal check: `ksboot node delete` of Guest's Node (a worker
@@ -286,6 +312,19 @@ func (s *Scenario) check() error {
 			bad("expect.deleteNode: within is required")
 		case s.Expect.Failover != nil:
 			bad("expect.deleteNode and expect.failover: one check after forming per scenario")
+		}
+	}
+	if u := s.Expect.Upgrade; u != nil {
+		switch {
+		case s.Expect.Cluster == nil:
+			bad("expect.upgrade: needs expect.cluster, the cluster to upgrade")
+		case u.Within.Duration <= 0:
+			bad("expect.upgrade: within is required")
+		case s.Expect.Failover != nil || s.Expect.DeleteNode != nil:
+			bad("expect.upgrade: one check after forming per scenario")
+		}
+		if _, err := versions.Lookup(u.To); err != nil {
+			bad("expect.upgrade.to: %v", err)
 		}
 	}
 	for _, f := range s.Expect.Fails {
