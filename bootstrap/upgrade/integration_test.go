@@ -225,7 +225,7 @@ func TestUpgradeThroughTheCluster(t *testing.T) {
 
 	// Each node's commands, and the nodes one after the other.
 	want := map[string][]string{
-		"cp1": {"kubeadm upgrade apply " + target + " --yes --ignore-preflight-errors=NumCPU --patches " + kubeadm.PatchesDir, "systemctl daemon-reload", "systemctl restart kubelet"},
+		"cp1": {"kubeadm upgrade apply " + target + " --yes --ignore-preflight-errors=NumCPU,CreateJob --patches " + kubeadm.PatchesDir, "systemctl daemon-reload", "systemctl restart kubelet"},
 		"w1":  {"kubeadm upgrade node --ignore-preflight-errors=NumCPU", "kubeadm upgrade node --ignore-preflight-errors=NumCPU", "systemctl daemon-reload", "systemctl restart kubelet"},
 		"w2":  {"kubeadm upgrade node --ignore-preflight-errors=NumCPU", "systemctl daemon-reload", "systemctl restart kubelet"},
 	}

@@ -207,13 +207,21 @@ func run(ctx context.Context, cs kubernetes.Interface, plan *Plan, first bool, o
 
 // kubeadmArgs are kubeadm's upgrade of this node: `upgrade apply` on the first control plane,
 // `upgrade node` elsewhere.
+//
+// `upgrade apply` always ignores kubeadm's CreateJob check: it runs a pause pod in a Job and
+// gives it 15 s to complete (kubeadm before v1.32), which a slow or busy cluster misses while
+// healthy (kubernetes/kubeadm#3282, kubespray#12006), and a failed apply here is retried only
+// after RetryAfter. The check's other half, every control-plane Node Ready, still runs, and
+// this node's own wait for its kubelet at the new release follows.
 func kubeadmArgs(first bool, target string, o NodeOptions) []string {
 	args := []string{"upgrade", "node"}
+	ignore := o.IgnorePreflight
 	if first {
 		args = []string{"upgrade", "apply", target, "--yes"}
+		ignore = append(slices.Clone(ignore), "CreateJob")
 	}
-	if len(o.IgnorePreflight) > 0 {
-		args = append(args, "--ignore-preflight-errors="+strings.Join(o.IgnorePreflight, ","))
+	if len(ignore) > 0 {
+		args = append(args, "--ignore-preflight-errors="+strings.Join(ignore, ","))
 	}
 	if o.PatchesDir != "" {
 		args = append(args, "--patches", o.PatchesDir)
