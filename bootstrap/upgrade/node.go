@@ -209,10 +209,10 @@ func run(ctx context.Context, cs kubernetes.Interface, plan *Plan, first bool, o
 // `upgrade node` elsewhere.
 //
 // `upgrade apply` always ignores kubeadm's CreateJob check: it runs a pause pod in a Job and
-// gives it 15 s to complete (kubeadm before v1.32), which a slow or busy cluster misses while
-// healthy (kubernetes/kubeadm#3282, kubespray#12006), and a failed apply here is retried only
-// after RetryAfter. The check's other half, every control-plane Node Ready, still runs, and
-// this node's own wait for its kubelet at the new release follows.
+// gives it 15 s to complete (kubeadm v1.26 to v1.31; v1.37 gives 60 s), which a slow or busy
+// cluster misses while healthy (kubernetes/kubeadm#3282, kubespray#12006), and a failed apply
+// here is retried only after RetryAfter. Its other checks (control-plane Nodes Ready, static
+// pod manifests) still run, and this node's own wait for its kubelet at the new release follows.
 func kubeadmArgs(first bool, target string, o NodeOptions) []string {
 	args := []string{"upgrade", "node"}
 	ignore := o.IgnorePreflight
