@@ -74,18 +74,31 @@ func Serve(ctx context.Context, o Options) error {
 // binaries and images come from the node's artifact source, as at install (package install).
 func upgradeFollower(o Options, nc *cluster.NodeConfig, name string) func(context.Context, kubernetes.Interface, *corev1.Node) error {
 	root := host.Root(o.Root)
+	// installOptions are the install phase's options with the node config at another release.
+	installOptions := func(ctx context.Context, version string) (install.Options, error) {
+		target := *nc
+		target.Cluster.Spec.Kubernetes.Version = version
+		opts := install.Options{Root: root, Exec: o.Exec, Config: &target, Logger: o.Logger, Console: o.Console, HTTP: o.HTTP}
+		var err error
+		if opts.OS, err = host.ReadOS(root); err != nil {
+			return opts, err
+		}
+		opts.Arch, err = preflight.Arch(ctx, o.Exec)
+		return opts, err
+	}
 	uo := upgrade.NodeOptions{
 		Node: name, ControlPlane: nc.Node.IsControlPlane(), Exec: o.Exec, Logger: o.Logger, Stream: o.Console,
 		IgnorePreflight: kubeadm.IgnoredPreflightChecks(nc.Cluster.Spec.Preflight.WarnOnly),
-		Install: func(ctx context.Context, version string) error {
-			target := *nc
-			target.Cluster.Spec.Kubernetes.Version = version
-			opts := install.Options{Root: root, Exec: o.Exec, Config: &target, Logger: o.Logger, Console: o.Console, HTTP: o.HTTP}
-			var err error
-			if opts.OS, err = host.ReadOS(root); err != nil {
+		Images: func(ctx context.Context, version string) error {
+			opts, err := installOptions(ctx, version)
+			if err != nil {
 				return err
 			}
-			if opts.Arch, err = preflight.Arch(ctx, o.Exec); err != nil {
+			return install.ImportImages(ctx, opts)
+		},
+		Install: func(ctx context.Context, version string) error {
+			opts, err := installOptions(ctx, version)
+			if err != nil {
 				return err
 			}
 			if err := install.Binaries(ctx, opts); err != nil {

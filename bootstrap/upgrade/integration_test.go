@@ -172,6 +172,10 @@ func TestUpgradeThroughTheCluster(t *testing.T) {
 				defer installsMu.Unlock()
 				installs[name] = version
 				return nil
+			},
+			Images: func(ctx context.Context, version string) error {
+				_, err := machine{m, name}.Run(ctx, host.Cmd{Name: "import-images", Args: []string{version}})
+				return err
 			}}
 		if name == "cp1" {
 			uo.Admin = func() (kubernetes.Interface, error) { return cs, nil }
@@ -225,21 +229,17 @@ func TestUpgradeThroughTheCluster(t *testing.T) {
 
 	// Each node's commands, and the nodes one after the other.
 	want := map[string][]string{
-		"cp1": {"kubeadm upgrade apply " + target + " --yes --ignore-preflight-errors=NumCPU,CreateJob --patches " + kubeadm.PatchesDir, "systemctl daemon-reload", "systemctl restart kubelet"},
-		"w1":  {"kubeadm upgrade node --ignore-preflight-errors=NumCPU", "kubeadm upgrade node --ignore-preflight-errors=NumCPU", "systemctl daemon-reload", "systemctl restart kubelet"},
-		"w2":  {"kubeadm upgrade node --ignore-preflight-errors=NumCPU", "systemctl daemon-reload", "systemctl restart kubelet"},
+		"cp1": {"import-images " + target, "kubeadm upgrade apply " + target + " --yes --ignore-preflight-errors=NumCPU,CreateJob --patches " + kubeadm.PatchesDir, "systemctl daemon-reload", "systemctl restart kubelet"},
+		"w1":  {"import-images " + target, "kubeadm upgrade node --ignore-preflight-errors=NumCPU", "kubeadm upgrade node --ignore-preflight-errors=NumCPU", "systemctl daemon-reload", "systemctl restart kubelet"},
+		"w2":  {"import-images " + target, "kubeadm upgrade node --ignore-preflight-errors=NumCPU", "systemctl daemon-reload", "systemctl restart kubelet"},
 	}
 	log := m.lines()
 	last := map[string]int{}
-	first := map[string]int{}
 	for node, cmds := range want {
 		var got []string
 		for i, l := range log {
 			if c, ok := strings.CutPrefix(l, node+": "); ok {
 				got = append(got, c)
-				if _, seen := first[node]; !seen {
-					first[node] = i
-				}
 				last[node] = i
 			}
 		}
@@ -247,7 +247,19 @@ func TestUpgradeThroughTheCluster(t *testing.T) {
 			t.Errorf("%s ran %q, want %q", node, got, cmds)
 		}
 	}
-	if !(last["cp1"] < first["w1"] && last["w1"] < first["w2"]) {
+	// Every node imports the new release's images ahead of its turn, and before the first
+	// control plane's kubeadm upgrade apply moves kube-proxy and CoreDNS to them; the
+	// upgrades themselves follow one another.
+	at := func(node, prefix string) int {
+		return slices.IndexFunc(log, func(l string) bool { return strings.HasPrefix(l, node+": "+prefix) })
+	}
+	apply := at("cp1", "kubeadm upgrade apply")
+	for _, n := range []string{"cp1", "w1", "w2"} {
+		if i := at(n, "import-images"); i < 0 || i > apply {
+			t.Errorf("%s imported the images at %d, cp1 ran kubeadm upgrade apply at %d:\n%s", n, i, apply, strings.Join(log, "\n"))
+		}
+	}
+	if !(last["cp1"] < at("w1", "kubeadm") && last["w1"] < at("w2", "kubeadm")) {
 		t.Errorf("nodes overlapped or ran out of order:\n%s", strings.Join(log, "\n"))
 	}
 	if !sawHeldUp {

@@ -43,7 +43,12 @@ type NodeOptions struct {
 	// Install puts kubeadm, kubelet and kubectl of a release, and its images, on the node
 	// (package install, from the node's artifact source).
 	Install func(ctx context.Context, version string) error
-	Exec    host.Runner
+	// Images, when set, imports a release's images (package install) as soon as the plan
+	// names it, before the node's turn: `kubeadm upgrade apply` moves kube-proxy's DaemonSet
+	// and CoreDNS to the new release on every node at once, and an offline node can only run
+	// them from images it has. The first control plane waits until every node has them.
+	Images func(ctx context.Context, version string) error
+	Exec   host.Runner
 	// IgnorePreflight lists kubeadm preflight checks to ignore (from spec.preflight.warnOnly).
 	IgnorePreflight []string
 	// PatchesDir, when set, is the node's kubeadm patches directory (spec.kubernetes.patches):
@@ -116,9 +121,27 @@ func Follow(ctx context.Context, cs kubernetes.Interface, o NodeOptions) error {
 	if st.Target == plan.Target && st.Step == StepFailed && o.Now().Sub(st.Since) < o.RetryAfter {
 		return nil
 	}
+	if o.Images != nil && !(st.Target == plan.Target && st.Images == plan.Target) {
+		if err := report(ctx, cs, o, st, plan.Target, StepImages, "importing the images of "+plan.Target); err != nil {
+			o.Logger.Warn("cannot report the upgrade step", "node", o.Node, "step", StepImages, "error", err)
+		}
+		if err := o.Images(ctx, plan.Target); err != nil {
+			err = fmt.Errorf("importing the images of %s: %w", plan.Target, err)
+			_ = report(ctx, cs, o, Status{}, plan.Target, StepFailed, err.Error())
+			return err
+		}
+		return writeStatus(ctx, cs, o, plan.Target, Status{Target: plan.Target, Step: StepWaiting, Detail: "images of " + plan.Target + " imported", Images: plan.Target})
+	}
 	for _, before := range plan.Order[:i] {
 		if s := plan.Status[before]; !s.Done(plan.Target) {
 			return report(ctx, cs, o, st, plan.Target, StepWaiting, fmt.Sprintf("for %s (%s)", before, describe(s, plan.Target)))
+		}
+	}
+	if i == 0 && o.Images != nil {
+		for _, after := range plan.Order[1:] {
+			if s := plan.Status[after]; !(s.Target == plan.Target && s.Images == plan.Target) && !s.Done(plan.Target) {
+				return report(ctx, cs, o, st, plan.Target, StepWaiting, fmt.Sprintf("for %s to import the images of %s (%s)", after, plan.Target, describe(s, plan.Target)))
+			}
 		}
 	}
 	holder, err := acquire(ctx, cs, o)
@@ -337,13 +360,16 @@ func report(ctx context.Context, cs kubernetes.Interface, o NodeOptions, was Sta
 	if was.Target == target && was.Step == step && was.Detail == detail {
 		return nil
 	}
-	data, err := json.Marshal(Status{Target: target, Step: step, Detail: detail, Since: o.Now().UTC().Truncate(time.Second)})
-	if err != nil {
-		return err
-	}
+	return writeStatus(ctx, cs, o, target, Status{Target: target, Step: step, Detail: detail})
+}
+
+// writeStatus writes the node's status for target into the plan, stamped now. The release whose
+// images the node has (Status.Images) is kept from the status it replaces unless next names one.
+func writeStatus(ctx context.Context, cs kubernetes.Interface, o NodeOptions, target string, next Status) error {
+	next.Since = o.Now().UTC().Truncate(time.Second)
 	cctx, cancel := context.WithTimeout(ctx, callTimeout)
 	defer cancel()
-	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		cm, err := cs.CoreV1().ConfigMaps(Namespace).Get(cctx, Name, metav1.GetOptions{})
 		if err != nil {
 			return err
@@ -351,12 +377,20 @@ func report(ctx context.Context, cs kubernetes.Interface, o NodeOptions, was Sta
 		if cm.Data["target"] != target {
 			return fmt.Errorf("the plan's target changed to %s", cm.Data["target"])
 		}
+		var cur Status
+		if next.Images == "" && json.Unmarshal([]byte(cm.Data[statusKey+o.Node]), &cur) == nil && cur.Target == target {
+			next.Images = cur.Images
+		}
+		data, err := json.Marshal(next)
+		if err != nil {
+			return err
+		}
 		cm.Data[statusKey+o.Node] = string(data)
 		_, err = cs.CoreV1().ConfigMaps(Namespace).Update(cctx, cm, metav1.UpdateOptions{})
 		return err
 	})
 	if err != nil {
-		return fmt.Errorf("reporting %s in ConfigMap %s/%s: %w", step, Namespace, Name, err)
+		return fmt.Errorf("reporting %s in ConfigMap %s/%s: %w", next.Step, Namespace, Name, err)
 	}
 	return nil
 }

@@ -48,6 +48,7 @@ const (
 
 // Steps a node reports, in order.
 const (
+	StepImages   = "images"
 	StepWaiting  = "waiting"
 	StepInstall  = "install"
 	StepKubeadm  = "kubeadm"
@@ -73,6 +74,10 @@ type Status struct {
 	Step   string    `json:"step"`
 	Detail string    `json:"detail,omitempty"`
 	Since  time.Time `json:"since"`
+	// Images is the release whose images the node has imported ahead of its turn, so that
+	// the DaemonSets and Deployments `kubeadm upgrade apply` moves to it run on every node
+	// at once, offline too.
+	Images string `json:"images,omitempty"`
 }
 
 // Done says the node finished the plan's target.
