@@ -11,7 +11,6 @@ import (
 	"strings"
 	"time"
 
-	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -96,7 +95,7 @@ func (o NodeOptions) withDefaults() NodeOptions {
 
 // Follow is one round of the agent for the upgrade, with the kubelet's identity (cs). Without
 // a plan it does nothing. A control plane first answers the workers' requests; then, when every
-// node before this one in the plan's order is done, this node takes the Lease and upgrades
+// node before this one in the plan's order is done, this node takes the turn and upgrades
 // itself. Each step is reported in the plan; a failure is reported and tried again after
 // o.RetryAfter, and holds up the nodes after it.
 func Follow(ctx context.Context, cs kubernetes.Interface, o NodeOptions) error {
@@ -149,19 +148,20 @@ func Follow(ctx context.Context, cs kubernetes.Interface, o NodeOptions) error {
 		return err
 	}
 	if holder != o.Node {
-		return report(ctx, cs, o, st, plan.Target, StepWaiting, "for the Lease "+Namespace+"/"+Name+", held by "+holder)
+		return report(ctx, cs, o, st, plan.Target, StepWaiting, "for its turn, taken by "+holder)
 	}
 	if err := run(ctx, cs, plan, i == 0, o); err != nil {
 		o.Logger.Warn("upgrade step failed", "node", o.Node, "target", plan.Target, "error", err)
-		_ = report(ctx, cs, o, Status{}, plan.Target, StepFailed, err.Error())
-		_ = release(ctx, cs, o)
+		if rerr := report(ctx, cs, o, Status{}, plan.Target, StepFailed, err.Error()); rerr != nil {
+			_ = release(ctx, cs, o)
+		}
 		return err
 	}
 	if err := report(ctx, cs, o, Status{}, plan.Target, StepDone, ""); err != nil {
 		return err
 	}
 	o.Logger.Info("upgraded", "node", o.Node, "target", plan.Target)
-	return release(ctx, cs, o)
+	return nil
 }
 
 func describe(s Status, target string) string {
@@ -180,12 +180,12 @@ func describe(s Status, target string) string {
 func run(ctx context.Context, cs kubernetes.Interface, plan *Plan, first bool, o NodeOptions) error {
 	step := func(name, detail string) error {
 		o.Logger.Info("upgrade step", "node", o.Node, "target", plan.Target, "step", name)
-		// The API server may be restarting (kubeadm upgrade apply replaces it): only a Lease
+		// The API server may be restarting (kubeadm upgrade apply replaces it): only a turn
 		// taken by another node stops the steps; a report that cannot be written is logged.
-		if err := renew(ctx, cs, o); errors.Is(err, errLeaseLost) {
+		if err := renew(ctx, cs, o); errors.Is(err, errTurnLost) {
 			return err
 		} else if err != nil {
-			o.Logger.Warn("cannot renew the upgrade Lease", "node", o.Node, "error", err)
+			o.Logger.Warn("cannot renew the upgrade turn", "node", o.Node, "error", err)
 		}
 		if err := report(ctx, cs, o, Status{}, plan.Target, name, detail); err != nil {
 			o.Logger.Warn("cannot report the upgrade step", "node", o.Node, "step", name, "error", err)
@@ -364,7 +364,8 @@ func report(ctx context.Context, cs kubernetes.Interface, o NodeOptions, was Sta
 }
 
 // writeStatus writes the node's status for target into the plan, stamped now. The release whose
-// images the node has (Status.Images) is kept from the status it replaces unless next names one.
+// images the node has (Status.Images) is kept from the status it replaces unless next names one;
+// done or failed gives this node's turn up in the same write.
 func writeStatus(ctx context.Context, cs kubernetes.Interface, o NodeOptions, target string, next Status) error {
 	next.Since = o.Now().UTC().Truncate(time.Second)
 	cctx, cancel := context.WithTimeout(ctx, callTimeout)
@@ -386,6 +387,9 @@ func writeStatus(ctx context.Context, cs kubernetes.Interface, o NodeOptions, ta
 			return err
 		}
 		cm.Data[statusKey+o.Node] = string(data)
+		if holder, _ := parseHolder(cm.Data[holderKey]); holder == o.Node && (next.Step == StepDone || next.Step == StepFailed) {
+			delete(cm.Data, holderKey) // the turn ends with the report that ends it
+		}
 		_, err = cs.CoreV1().ConfigMaps(Namespace).Update(cctx, cm, metav1.UpdateOptions{})
 		return err
 	})
@@ -395,80 +399,96 @@ func writeStatus(ctx context.Context, cs kubernetes.Interface, o NodeOptions, ta
 	return nil
 }
 
-// acquire takes the Lease for this node when it is free, expired or already this node's, and
+// The turn: the plan's ConfigMap key holderKey names the node working and when it last said
+// so ("<node> <RFC 3339 time>"). Not a coordination.k8s.io Lease: the NodeRestriction admission
+// plugin (on in every kubeadm cluster) lets a kubelet's identity touch no Lease but its own
+// in kube-node-lease. Writes go through the ConfigMap's resourceVersion, so two nodes cannot
+// both take a free turn.
+const holderKey = "holder"
+
+// acquire takes the turn for this node when it is free, expired or already this node's, and
 // returns its holder.
 func acquire(ctx context.Context, cs kubernetes.Interface, o NodeOptions) (string, error) {
-	leases := cs.CoordinationV1().Leases(Namespace)
-	l, err := leases.Get(ctx, Name, metav1.GetOptions{})
+	cm, err := getPlanMap(ctx, cs)
 	if err != nil {
-		return "", fmt.Errorf("reading Lease %s/%s: %w", Namespace, Name, err)
+		return "", err
 	}
-	holder := ""
-	if l.Spec.HolderIdentity != nil {
-		holder = *l.Spec.HolderIdentity
-	}
-	if holder != "" && holder != o.Node && !expired(l, o.Now()) {
+	holder, renewed := parseHolder(cm.Data[holderKey])
+	if holder != "" && holder != o.Node && !o.Now().After(renewed.Add(HoldDuration)) {
 		return holder, nil
 	}
-	if err := hold(ctx, leases, l, o, o.Node); err != nil {
+	if err := hold(ctx, cs, cm, o, o.Node); err != nil {
 		if apierrors.IsConflict(err) {
-			return "another node (it changed while this one asked)", nil
+			return "another node (the plan changed while this one asked)", nil
 		}
 		return "", err
 	}
 	return o.Node, nil
 }
 
-var errLeaseLost = errors.New("the upgrade Lease was taken")
+var errTurnLost = errors.New("the upgrade turn was taken")
 
-// renew renews the Lease while this node works.
+// renew says again that this node works.
 func renew(ctx context.Context, cs kubernetes.Interface, o NodeOptions) error {
-	leases := cs.CoordinationV1().Leases(Namespace)
-	l, err := leases.Get(ctx, Name, metav1.GetOptions{})
-	if err != nil {
-		return fmt.Errorf("reading Lease %s/%s: %w", Namespace, Name, err)
-	}
-	if l.Spec.HolderIdentity == nil || *l.Spec.HolderIdentity != o.Node {
-		return fmt.Errorf("%w: Lease %s/%s is no longer held by %s", errLeaseLost, Namespace, Name, o.Node)
-	}
-	return hold(ctx, leases, l, o, o.Node)
+	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		cm, err := getPlanMap(ctx, cs)
+		if err != nil {
+			return err
+		}
+		if holder, _ := parseHolder(cm.Data[holderKey]); holder != o.Node {
+			return fmt.Errorf("%w: ConfigMap %s/%s names %q, not %s", errTurnLost, Namespace, Name, holder, o.Node)
+		}
+		return hold(ctx, cs, cm, o, o.Node)
+	})
 }
 
-// release gives the Lease up if this node holds it.
+// release gives the turn up if this node holds it.
 func release(ctx context.Context, cs kubernetes.Interface, o NodeOptions) error {
-	leases := cs.CoordinationV1().Leases(Namespace)
-	l, err := leases.Get(ctx, Name, metav1.GetOptions{})
-	if err != nil || l.Spec.HolderIdentity == nil || *l.Spec.HolderIdentity != o.Node {
-		return nil
-	}
-	return hold(ctx, leases, l, o, "")
+	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		cm, err := getPlanMap(ctx, cs)
+		if err != nil {
+			return nil
+		}
+		if holder, _ := parseHolder(cm.Data[holderKey]); holder != o.Node {
+			return nil
+		}
+		return hold(ctx, cs, cm, o, "")
+	})
 }
 
-type leaseClient interface {
-	Update(ctx context.Context, l *coordinationv1.Lease, opts metav1.UpdateOptions) (*coordinationv1.Lease, error)
+func getPlanMap(ctx context.Context, cs kubernetes.Interface) (*corev1.ConfigMap, error) {
+	cctx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
+	cm, err := cs.CoreV1().ConfigMaps(Namespace).Get(cctx, Name, metav1.GetOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("reading ConfigMap %s/%s: %w", Namespace, Name, err)
+	}
+	return cm, nil
 }
 
-func hold(ctx context.Context, leases leaseClient, l *coordinationv1.Lease, o NodeOptions, holder string) error {
-	l = l.DeepCopy()
-	prev := ""
-	if l.Spec.HolderIdentity != nil {
-		prev = *l.Spec.HolderIdentity
+// hold writes holder (or no holder) into the ConfigMap as read; a conflict means another node
+// wrote it since.
+func hold(ctx context.Context, cs kubernetes.Interface, cm *corev1.ConfigMap, o NodeOptions, holder string) error {
+	cm = cm.DeepCopy()
+	if cm.Data == nil {
+		cm.Data = map[string]string{}
 	}
-	now := metav1.NewMicroTime(o.Now())
-	duration := int32(LeaseDuration / time.Second)
-	l.Spec.HolderIdentity, l.Spec.RenewTime, l.Spec.LeaseDurationSeconds = &holder, &now, &duration
-	if holder != "" && holder != prev {
-		l.Spec.AcquireTime = &now
+	if holder == "" {
+		delete(cm.Data, holderKey)
+	} else {
+		cm.Data[holderKey] = holder + " " + o.Now().UTC().Format(time.RFC3339)
 	}
-	_, err := leases.Update(ctx, l, metav1.UpdateOptions{})
+	cctx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
+	_, err := cs.CoreV1().ConfigMaps(Namespace).Update(cctx, cm, metav1.UpdateOptions{})
 	return err
 }
 
-func expired(l *coordinationv1.Lease, now time.Time) bool {
-	if l.Spec.RenewTime == nil || l.Spec.LeaseDurationSeconds == nil {
-		return true
-	}
-	return now.After(l.Spec.RenewTime.Add(time.Duration(*l.Spec.LeaseDurationSeconds) * time.Second))
+// parseHolder reads holderKey's value; a value it cannot read counts as expired.
+func parseHolder(v string) (node string, renewed time.Time) {
+	node, at, _ := strings.Cut(v, " ")
+	renewed, _ = time.Parse(time.RFC3339, at)
+	return node, renewed
 }
 
 func get(ctx context.Context, cs kubernetes.Interface, node string) (*corev1.Node, error) {

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
-	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -25,8 +24,8 @@ import (
 	"github.com/ksboot/ksboot/versions"
 )
 
-// Where the plan lives and how nodes report. The ConfigMap, the Lease, the Role and the
-// RoleBinding share one name.
+// Where the plan lives and how nodes report. The ConfigMap, the Role and the RoleBinding share
+// one name.
 const (
 	Namespace = "kube-system"
 	Name      = "ksboot-upgrade"
@@ -42,8 +41,8 @@ const (
 
 	controlPlaneLabel = "node-role.kubernetes.io/control-plane"
 	kubeadmConfig     = "kubeadm-config"
-	// LeaseDuration is how long a node holds the Lease without renewing it (at every step).
-	LeaseDuration = 30 * time.Minute
+	// HoldDuration is how long a node holds the turn without renewing it (at every step).
+	HoldDuration = 30 * time.Minute
 )
 
 // Steps a node reports, in order.
@@ -268,25 +267,18 @@ func order(nodes []corev1.Node) []string {
 	return out
 }
 
-// grant creates the Lease and lets system:nodes read the plan and take the Lease, by name only.
+// grant lets system:nodes read and update the plan (their reports and the turn), by name only.
 func grant(ctx context.Context, cs kubernetes.Interface) error {
-	duration := int32(LeaseDuration / time.Second)
-	lease := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: Name, Namespace: Namespace},
-		Spec: coordinationv1.LeaseSpec{LeaseDurationSeconds: &duration}}
-	if _, err := cs.CoordinationV1().Leases(Namespace).Create(ctx, lease, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
-		return fmt.Errorf("creating Lease %s/%s: %w", Namespace, Name, err)
-	}
 	role := rbacapply.Role(Name, Namespace).WithRules(
-		rbacapply.PolicyRule().WithAPIGroups("").WithResources("configmaps").WithResourceNames(Name).WithVerbs("get", "update"),
-		rbacapply.PolicyRule().WithAPIGroups("coordination.k8s.io").WithResources("leases").WithResourceNames(Name).WithVerbs("get", "update"))
+		rbacapply.PolicyRule().WithAPIGroups("").WithResources("configmaps").WithResourceNames(Name).WithVerbs("get", "update"))
 	if _, err := cs.RbacV1().Roles(Namespace).Apply(ctx, role, applyOptions); err != nil {
-		return fmt.Errorf("granting the nodes the plan and the Lease (Role %s/%s): %w", Namespace, Name, err)
+		return fmt.Errorf("granting the nodes the plan (Role %s/%s): %w", Namespace, Name, err)
 	}
 	binding := rbacapply.RoleBinding(Name, Namespace).
 		WithRoleRef(rbacapply.RoleRef().WithAPIGroup(rbacv1.GroupName).WithKind("Role").WithName(Name)).
 		WithSubjects(rbacapply.Subject().WithAPIGroup(rbacv1.GroupName).WithKind(rbacv1.GroupKind).WithName("system:nodes"))
 	if _, err := cs.RbacV1().RoleBindings(Namespace).Apply(ctx, binding, applyOptions); err != nil {
-		return fmt.Errorf("granting the nodes the plan and the Lease (RoleBinding %s/%s): %w", Namespace, Name, err)
+		return fmt.Errorf("granting the nodes the plan (RoleBinding %s/%s): %w", Namespace, Name, err)
 	}
 	return nil
 }

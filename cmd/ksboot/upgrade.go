@@ -23,8 +23,8 @@ func newUpgradeCmd(s *streams) *cobra.Command {
 		Use:   "upgrade --to VERSION",
 		Short: "Upgrade the cluster's Kubernetes by one minor (or patch), node by node, through each node's agent",
 		Long: `Record an upgrade to VERSION in the cluster (ConfigMap kube-system/ksboot-upgrade). Each
-node's ksboot-agent.service then upgrades itself when its turn comes, one node at a time (Lease
-kube-system/ksboot-upgrade): the first control plane runs kubeadm upgrade apply, the other
+node's ksboot-agent.service imports VERSION's images at once and then upgrades itself when its
+turn comes, one node at a time: the first control plane runs kubeadm upgrade apply, the other
 control planes kubeadm upgrade node, then the workers; each gets kubeadm, kubelet and kubectl of
 VERSION from its artifact source (mirror, or an offline bundle of VERSION), is drained, restarts
 its kubelet and is uncordoned. VERSION must be in ksboot's version matrix, at the control plane's

@@ -308,6 +308,9 @@ func start(t testing.TB, dir string, attempt int, etcdBin, apiBin string, secret
 		"--tls-cert-file="+pki.serverCert,
 		"--tls-private-key-file="+pki.serverKey,
 		"--authorization-mode=Node,RBAC",
+		// As kubeadm sets it: a kubelet's identity may change only its own Node, its own
+		// pods and its own Lease in kube-node-lease.
+		"--enable-admission-plugins=NodeRestriction",
 		// As kubeadm sets it: bootstrap tokens authenticate joining nodes (kubeadm join
 		// against this server in bootstrap/kubeadm's tests).
 		"--enable-bootstrap-token-auth=true",
