@@ -386,7 +386,9 @@ func WriteTable(w io.Writer, p *Plan, nodes []NodeState, now time.Time) {
 				since = now.Sub(n.Status.Since).Round(time.Second).String()
 			}
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%v\t%s\t%s\t%s\n", n.Node, n.Role, n.Version, n.Ready, step, since, n.Status.Detail)
+		// One line per node: a failed step's detail is kubeadm's output, lines and tabs included.
+		detail := strings.Join(strings.Fields(n.Status.Detail), " ")
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%v\t%s\t%s\t%s\n", n.Node, n.Role, n.Version, n.Ready, step, since, detail)
 	}
 	_ = tw.Flush()
 }

@@ -16,13 +16,13 @@ func TestParseUpgradeTable(t *testing.T) {
 	upgrade.WriteTable(&b, p, []upgrade.NodeState{
 		{Node: "cp1", Role: "control-plane", Version: "v1.27.16", Ready: true, Status: upgrade.Status{Target: "v1.27.16", Step: upgrade.StepDone, Since: now.Add(-time.Minute)}},
 		{Node: "worker-1a2b", Role: "worker", Version: "v1.26.5", Ready: false,
-			Status: upgrade.Status{Target: "v1.27.16", Step: upgrade.StepFailed, Detail: "kubeadm upgrade node: exit status 1", Since: now.Add(-time.Second)}},
+			Status: upgrade.Status{Target: "v1.27.16", Step: upgrade.StepFailed, Detail: "kubeadm upgrade node: exit status 1:\n[upgrade] FATAL:\ttimed out", Since: now.Add(-time.Second)}},
 		{Node: "w3", Role: "worker", Version: "v1.26.5", Ready: true},
 	}, now)
 	rows := parseUpgradeTable(b.String())
 	want := map[string]upgradeRow{
 		"cp1":         {Role: "control-plane", Version: "v1.27.16", Ready: "true", Step: "done"},
-		"worker-1a2b": {Role: "worker", Version: "v1.26.5", Ready: "false", Step: "failed", Detail: "kubeadm upgrade node: exit status 1"},
+		"worker-1a2b": {Role: "worker", Version: "v1.26.5", Ready: "false", Step: "failed", Detail: "kubeadm upgrade node: exit status 1: [upgrade] FATAL: timed out"},
 		"w3":          {Role: "worker", Version: "v1.26.5", Ready: "true", Step: "-"},
 	}
 	if len(rows) != len(want) {
