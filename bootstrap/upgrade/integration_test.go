@@ -34,6 +34,20 @@ type machines struct {
 	admin    kubernetes.Interface
 	failOnce string
 	failed   bool
+	// apiAway: the control plane's API server is away once right after its kubelet restarts.
+	apiAway bool
+}
+
+// adminOf is cp1's admin.conf client; the first call after its kubelet restarted fails, as
+// when the new kubelet restarts the static pods.
+func (m *machines) adminOf() (kubernetes.Interface, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.apiAway {
+		m.apiAway = false
+		return nil, errors.New("dial tcp 10.77.0.10:6443: connect: connection refused")
+	}
+	return m.admin, nil
 }
 
 type machine struct {
@@ -54,6 +68,11 @@ func (r machine) Run(ctx context.Context, c host.Cmd) ([]byte, error) {
 		return []byte("[upgrade] FATAL: simulated"), errors.New("exit status 1")
 	}
 	if c.String() == "systemctl restart kubelet" {
+		if r.node == "cp1" {
+			r.m.mu.Lock()
+			r.m.apiAway = true
+			r.m.mu.Unlock()
+		}
 		return nil, setKubelet(ctx, r.m.admin, r.node, target)
 	}
 	return nil, nil
@@ -179,7 +198,7 @@ func TestUpgradeThroughTheCluster(t *testing.T) {
 				return err
 			}}
 		if name == "cp1" {
-			uo.Admin = func() (kubernetes.Interface, error) { return cs, nil }
+			uo.Admin = m.adminOf
 			uo.PatchesDir = kubeadm.PatchesDir
 		}
 		kubeconfig := kubeconfigs[name]

@@ -225,7 +225,13 @@ func run(ctx context.Context, cs kubernetes.Interface, plan *Plan, first bool, o
 	if err := step(StepUncordon, ""); err != nil {
 		return err
 	}
-	return cordon(ctx, cs, o, false, plan.Target)
+	// The new kubelet may restart this control plane's static pods (run 3 of the upgrade VM
+	// scenario: the API server was away just after the Node turned Ready): the uncordon is
+	// tried again within WaitTimeout rather than failing the node's turn for it.
+	return kube.Poll(ctx, o.Poll, o.WaitTimeout, func(ctx context.Context) (bool, error) {
+		err := cordon(ctx, cs, o, false, plan.Target)
+		return err == nil, err
+	})
 }
 
 // kubeadmArgs are kubeadm's upgrade of this node: `upgrade apply` on the first control plane,
