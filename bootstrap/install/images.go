@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/google/go-containerregistry/pkg/name"
+
 	"github.com/ksboot/ksboot/bootstrap/host"
 	"github.com/ksboot/ksboot/bootstrap/install/artifacts"
 	"github.com/ksboot/ksboot/bootstrap/workflow"
@@ -114,17 +116,18 @@ func ForOtherRelease(refs []string, kubernetesVersion string) bool {
 	return other
 }
 
-// splitRef splits an image reference into its repository and tag ("" for a digest or none).
+// splitRef returns an image reference's repository path and tag ("" for a digest), as
+// go-containerregistry parses it (the image package reads references with it too); a
+// reference it cannot parse is returned whole, with no tag.
 func splitRef(ref string) (repo, tag string) {
-	repo = ref
-	if i := strings.LastIndexAny(repo, "@"); i >= 0 {
-		repo = repo[:i]
-		return repo, ""
+	r, err := name.ParseReference(ref, name.WeakValidation)
+	if err != nil {
+		return ref, ""
 	}
-	if i := strings.LastIndex(repo, ":"); i > strings.LastIndex(repo, "/") {
-		return repo[:i], repo[i+1:]
+	if t, ok := r.(name.Tag); ok {
+		tag = t.TagStr()
 	}
-	return repo, ""
+	return r.Context().RepositoryStr(), tag
 }
 
 // controlPlaneImages are the images only control-plane nodes run, by the last element of their

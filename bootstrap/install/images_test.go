@@ -119,16 +119,16 @@ func TestImportImagesOnWorkerSkipsControlPlane(t *testing.T) {
 
 func TestRunsOnEveryNode(t *testing.T) {
 	for ref, want := range map[string]bool{
-		"registry.k8s.io/kube-apiserver:v1.37.2":         false,
-		"registry.k8s.io/etcd:3.7.0-0":                   false,
-		"reg.local:5000/kubesphere/kube-scheduler:v1.37": false,
-		"registry.k8s.io/etcd@sha256:0123":               false,
-		"registry.k8s.io/kube-proxy:v1.37.2":             true,
-		"registry.k8s.io/coredns/coredns:v1.14.6":        true,
-		"reg.local:5000/pause:3.10.2":                    true,
-		"ghcr.io/kube-vip/kube-vip:v0.7.2":               false, // internalLoadbalancer kube-vip: control planes only
-		"reg.local:5000/kubesphereio/kube-vip:v0.7.2":    false,
-		"docker.io/library/haproxy:2.9.6-alpine":         true, // internalLoadbalancer haproxy: the other nodes
+		"registry.k8s.io/kube-apiserver:v1.37.2":                                                       false,
+		"registry.k8s.io/etcd:3.7.0-0":                                                                 false,
+		"reg.local:5000/kubesphere/kube-scheduler:v1.37":                                               false,
+		"registry.k8s.io/etcd@sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa": false,
+		"registry.k8s.io/kube-proxy:v1.37.2":                                                           true,
+		"registry.k8s.io/coredns/coredns:v1.14.6":                                                      true,
+		"reg.local:5000/pause:3.10.2":                                                                  true,
+		"ghcr.io/kube-vip/kube-vip:v0.7.2":                                                             false, // internalLoadbalancer kube-vip: control planes only
+		"reg.local:5000/kubesphereio/kube-vip:v0.7.2":                                                  false,
+		"docker.io/library/haproxy:2.9.6-alpine":                                                       true, // internalLoadbalancer haproxy: the other nodes
 	} {
 		if got := RunsOnEveryNode(ref); got != want {
 			t.Errorf("RunsOnEveryNode(%q) = %v, want %v", ref, got, want)
@@ -173,7 +173,7 @@ func TestForOtherRelease(t *testing.T) {
 		{[]string{"reg.local:5000/kubesphere/kube-proxy:v1.27.16", "reg.local:5000/kubesphere/kube-proxy:v1.26.5"}, false},
 		{[]string{"registry.k8s.io/pause:3.9", "registry.k8s.io/coredns/coredns:v1.10.1"}, false}, // no release image: any release's
 		{[]string{"ghcr.io/flannel-io/flannel:v0.27.4"}, false},
-		{[]string{"registry.k8s.io/kube-proxy@sha256:0123"}, false},
+		{[]string{"registry.k8s.io/kube-proxy@sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"}, false},
 	} {
 		if got := ForOtherRelease(tc.refs, "v1.26.5"); got != tc.want {
 			t.Errorf("ForOtherRelease(%q, v1.26.5) = %v, want %v", tc.refs, got, tc.want)

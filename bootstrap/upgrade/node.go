@@ -374,10 +374,8 @@ func report(ctx context.Context, cs kubernetes.Interface, o NodeOptions, was Sta
 // done or failed gives this node's turn up in the same write.
 func writeStatus(ctx context.Context, cs kubernetes.Interface, o NodeOptions, target string, next Status) error {
 	next.Since = o.Now().UTC().Truncate(time.Second)
-	cctx, cancel := context.WithTimeout(ctx, callTimeout)
-	defer cancel()
 	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		cm, err := cs.CoreV1().ConfigMaps(Namespace).Get(cctx, Name, metav1.GetOptions{})
+		cm, err := getPlanMap(ctx, cs)
 		if err != nil {
 			return err
 		}
@@ -396,8 +394,7 @@ func writeStatus(ctx context.Context, cs kubernetes.Interface, o NodeOptions, ta
 		if holder, _ := parseHolder(cm.Data[holderKey]); holder == o.Node && (next.Step == StepDone || next.Step == StepFailed) {
 			delete(cm.Data, holderKey) // the turn ends with the report that ends it
 		}
-		_, err = cs.CoreV1().ConfigMaps(Namespace).Update(cctx, cm, metav1.UpdateOptions{})
-		return err
+		return updatePlanMap(ctx, cs, cm)
 	})
 	if err != nil {
 		return fmt.Errorf("reporting %s in ConfigMap %s/%s: %w", next.Step, Namespace, Name, err)
@@ -484,6 +481,10 @@ func hold(ctx context.Context, cs kubernetes.Interface, cm *corev1.ConfigMap, o 
 	} else {
 		cm.Data[holderKey] = holder + " " + o.Now().UTC().Format(time.RFC3339)
 	}
+	return updatePlanMap(ctx, cs, cm)
+}
+
+func updatePlanMap(ctx context.Context, cs kubernetes.Interface, cm *corev1.ConfigMap) error {
 	cctx, cancel := context.WithTimeout(ctx, callTimeout)
 	defer cancel()
 	_, err := cs.CoreV1().ConfigMaps(Namespace).Update(cctx, cm, metav1.UpdateOptions{})
